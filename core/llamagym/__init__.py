@@ -1,0 +1,38 @@
+"""llamagym: fine-tune LLM agents with online reinforcement learning in Gymnasium and PettingZoo environments.
+
+Importing the package is cheap: torch-backed names (`Agent`, `AutoModelForCausalLMWithValueHead`, ...) load on
+first use, so plugin listings and `--help` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import ActionParseError, ConfigError, LlamaGymError, PluginError, TrainingError, UsageError
+from .hookspecs import hookimpl
+
+__version__ = "0.2.0"
+
+_LAZY = {
+    "Agent": "llamagym.agent",
+    "AutoModelForCausalLMWithValueHead": "llamagym.value_head",
+    "PPOConfig": "llamagym.config",
+    "GenerationConfig": "llamagym.config",
+    "LoraConfig": "llamagym.config",
+    "RunConfig": "llamagym.config",
+    "Episode": "llamagym.episode",
+    "Turn": "llamagym.episode",
+    "load_model": "llamagym.models",
+}
+
+__all__ = ["ActionParseError", "ConfigError", "LlamaGymError", "PluginError", "TrainingError", "UsageError",
+           "hookimpl", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'llamagym' has no attribute {name!r}")

@@ -1,0 +1,333 @@
+"""The Agent: subclass it, write three methods, and use it in a plain Gymnasium loop.
+
+    class BlackjackAgent(Agent):
+        def get_system_prompt(self): ...
+        def format_observation(self, observation): ...
+        def extract_action(self, response): ...
+
+    agent = BlackjackAgent(model, tokenizer, device)
+    action = agent.act(observation); agent.assign_reward(reward); stats = agent.terminate_episode()
+
+Several episodes can run at once: every call takes an optional `slot` (any hashable key, one per environment
+copy or player seat), and `act_batch({slot: observation})` answers all of them with one batched generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .config import PPO_ALIASES, PPO_IGNORED, GenerationConfig, PPOConfig, build
+from .episode import Episode, Turn
+from .errors import ActionParseError, PluginError
+from .generation import sample_responses
+from .precision import autocast_factory, resolve_device, resolve_precision
+from .trainer import PPOTrainer
+from .value_head import AutoModelForCausalLMWithValueHead
+
+logger = logging.getLogger(__name__)
+
+GENERATE_PREFIX = "generate/"
+# Keys of `transformers.GenerationConfig` that LlamaGym users pass and that mean the same here.
+GENERATE_ALIASES = {"max_length": None, "pad_token_id": None, "eos_token_id": None, "num_beams": None,
+                    "min_length": None, "use_cache": None, "batch_size": None}
+
+
+@dataclass
+class Conversation:
+    """The running chat of one slot: messages so far and the turns of the current episode."""
+
+    messages: list[dict[str, str]]
+    episode: Episode = field(default_factory=Episode)
+    pending_reward: float = 0.0
+
+
+class Agent:
+    """An LLM policy that plays an environment and learns from its rewards with PPO.
+
+    Subclasses write `get_system_prompt`, `format_observation` and `extract_action`; installed plugins may
+    override any of the three through hooks. `model` may be an `AutoModelForCausalLMWithValueHead`, a plain
+    causal LM or a peft model: a value head is added when missing.
+    """
+
+    #: Stop generating once the response contains one of these strings.
+    stop_strings: tuple[str, ...] = ()
+    #: Text that opens every assistant turn (prefill), e.g. "My answer:". The model continues it; the prefix is
+    #: part of the prompt (never trained on) and of the response text that `extract_action` reads.
+    response_prefix: str = ""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, device: str | torch.device | None = None,
+                 generate_config_dict: Mapping[str, Any] | None = None,
+                 ppo_config_dict: Mapping[str, Any] | None = None, *, action_space: Any = None,
+                 plugin_manager: Any = None, precision: str = "auto", seed: int | None = None):
+        self.device = resolve_device(device)
+        self.model = AutoModelForCausalLMWithValueHead.wrap(model).to(self.device)
+        self.model.eval()
+        self.tokenizer = prepare_tokenizer(tokenizer)
+        self.generation = parse_generate_config(generate_config_dict)
+        self.ppo_config = build(PPOConfig, dict(ppo_config_dict or {}), "ppo.", PPO_ALIASES, PPO_IGNORED)
+        self.autocast = autocast_factory(self.device, resolve_precision(precision, self.device))
+        self.action_space = action_space
+        if plugin_manager is None:
+            from .plugins import get_plugin_manager
+
+            plugin_manager = get_plugin_manager()
+        self.plugin_manager = plugin_manager
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self.trainer = PPOTrainer(self.model, self.ppo_config, pad_token_id=self.tokenizer.pad_token_id,
+                                  temperature=self.generation.temperature, autocast=self.autocast,
+                                  seed=seed or 0)
+        self.eos_token_ids = eos_token_ids(self.tokenizer, self.model)
+        self._conversations: dict[Hashable, Conversation] = {}
+        self._last_valid_action: Any = None
+        self._warned_invalid = False
+        self.buffer: list[Episode] = []
+        self.counters = {"episodes": 0, "turns": 0, "invalid_turns": 0, "generated_tokens": 0}
+
+    # ---- the three methods a subclass writes -------------------------------------------------------------
+
+    def get_system_prompt(self) -> str:
+        """The system message that opens every episode."""
+        raise NotImplementedError(f"{type(self).__name__} must define get_system_prompt() "
+                                  f"(or a plugin must implement llamagym_system_prompt)")
+
+    def format_observation(self, observation: Any) -> str:
+        """The observation as the user message the model reads."""
+        raise NotImplementedError(f"{type(self).__name__} must define format_observation(observation)")
+
+    def extract_action(self, response: str) -> Any:
+        """The action the response asks for; raise `ActionParseError` (never return None) if there is none.
+
+        A subclass may also accept the observation: ``extract_action(self, response, observation)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define extract_action(response)")
+
+    # ---- optional overrides --------------------------------------------------------------------------------
+
+    def response_complete(self, response: str) -> bool:
+        """Whether the partial response already holds a whole action, so generation can stop early."""
+        return any(stop in response for stop in self.stop_strings)
+
+    def fallback_action(self, observation: Any) -> Any:
+        """The action taken when the response holds no valid one (documented rule, in order):
+        a random action of `action_space` if the agent has one, else the last valid action, else an error."""
+        if self.action_space is not None:
+            return _sample_space(self.action_space, self._rng)
+        if self._last_valid_action is not None:
+            return self._last_valid_action
+        raise ActionParseError(
+            f"{type(self).__name__} could not parse an action and has no fallback: pass "
+            f"action_space=env.action_space to the agent, or override fallback_action(observation)")
+
+    # ---- the Gymnasium loop API ----------------------------------------------------------------------------
+
+    def act(self, observation: Any, slot: Hashable = 0) -> Any:
+        """Show `observation` to the model, sample a response, return the action it names (never None)."""
+        return self.act_batch({slot: observation})[slot]
+
+    def act_batch(self, observations: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """`act` for several slots at once, answered by one batched generation."""
+        slots = list(observations)
+        prompts = [self._prompt_ids(slot, observations[slot]) for slot in slots]
+        with self.autocast():
+            responses = sample_responses(
+                self.model.pretrained_model, prompts, self.generation, eos_token_ids=self.eos_token_ids,
+                pad_token_id=self.tokenizer.pad_token_id, is_complete=self._is_complete)
+        actions = {}
+        for slot, prompt, response in zip(slots, prompts, responses):
+            actions[slot] = self._record_turn(slot, observations[slot], prompt, response.token_ids)
+        return actions
+
+    def assign_reward(self, reward: float, slot: Hashable = 0) -> None:
+        """Add `reward` to the slot's last turn (plugins may add shaping terms)."""
+        conversation = self._conversation(slot)
+        if not conversation.episode.turns:
+            conversation.pending_reward += float(reward)
+            return
+        turn = conversation.episode.turns[-1]
+        turn.env_reward += float(reward)
+        turn.reward += float(reward)
+        for plugin, term in self._shaping_terms(turn, float(reward)):
+            turn.shaping[plugin] = turn.shaping.get(plugin, 0.0) + term
+            turn.reward += term
+
+    def terminate_episode(self, slot: Hashable = 0) -> dict[str, float]:
+        """End the slot's episode; train once `batch_size` episodes are stored. Returns the train stats or {}."""
+        episode = self.end_episode(slot)
+        if episode is not None and episode.turns:
+            self.buffer.append(episode)
+        if len(self.buffer) >= self.ppo_config.batch_size:
+            return self.train()
+        return {}
+
+    def current_episode(self, slot: Hashable = 0) -> Episode | None:
+        """The slot's episode in progress, if any."""
+        conversation = self._conversations.get(slot)
+        return conversation.episode if conversation is not None else None
+
+    def end_episode(self, slot: Hashable = 0) -> Episode | None:
+        """End the slot's episode without storing it for training (evaluation, or a failed environment)."""
+        conversation = self._conversations.pop(slot, None)
+        if conversation is None:
+            return None
+        self.counters["episodes"] += 1
+        return conversation.episode
+
+    def train(self) -> dict[str, float]:
+        """Run one PPO update on the stored episodes now (whether or not the batch is full)."""
+        episodes, self.buffer = self.buffer, []
+        if not episodes:
+            return {}
+        stats = self.trainer.step(episodes)
+        stats.update(episode_stats(episodes))
+        return stats
+
+    def reset_conversations(self) -> None:
+        """Drop every episode in progress (for example before an evaluation)."""
+        self._conversations.clear()
+
+    # ---- internals -----------------------------------------------------------------------------------------
+
+    def _conversation(self, slot: Hashable) -> Conversation:
+        if slot not in self._conversations:
+            system = self.plugin_manager.hook.llamagym_system_prompt(agent=self)
+            messages = [{"role": "system", "content": system}] if system else []
+            self._conversations[slot] = Conversation(messages)
+        return self._conversations[slot]
+
+    def _prompt_ids(self, slot: Hashable, observation: Any) -> list[int]:
+        conversation = self._conversation(slot)
+        text = self.plugin_manager.hook.llamagym_format_observation(agent=self, observation=observation)
+        conversation.messages.append({"role": "user", "content": str(text)})
+        ids = apply_chat_template(self.tokenizer, self._visible_messages(conversation.messages))
+        if self.response_prefix:
+            ids = ids + self.tokenizer(self.response_prefix, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _visible_messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The system message and the last `max_history_turns` turns (0 keeps them all)."""
+        keep = self.generation.max_history_turns
+        if not keep:
+            return messages
+        head = messages[:1] if messages and messages[0]["role"] == "system" else []
+        body = messages[len(head):]
+        return head + body[-(2 * keep - 1):]
+
+    def _response_text(self, token_ids: list[int]) -> str:
+        return self.response_prefix + self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def _is_complete(self, row: int, token_ids: list[int]) -> bool:
+        text = self._response_text(token_ids)
+        return bool(self.plugin_manager.hook.llamagym_response_complete(agent=self, response=text))
+
+    def _record_turn(self, slot: Hashable, observation: Any, prompt: list[int], token_ids: list[int]) -> Any:
+        text = self._response_text(token_ids)
+        action, valid = self._parse(text, observation)
+        conversation = self._conversation(slot)
+        conversation.messages.append({"role": "assistant", "content": text})
+        penalty = 0.0 if valid else self.ppo_config.invalid_action_penalty
+        turn = Turn(prompt, list(token_ids), text, observation, action, valid, reward=penalty,
+                    env_reward=0.0)
+        turn.reward += conversation.pending_reward
+        turn.env_reward += conversation.pending_reward
+        conversation.pending_reward = 0.0
+        conversation.episode.turns.append(turn)
+        self.counters["turns"] += 1
+        self.counters["invalid_turns"] += not valid
+        self.counters["generated_tokens"] += len(token_ids)
+        return action
+
+    def _parse(self, text: str, observation: Any) -> tuple[Any, bool]:
+        try:
+            action = self.plugin_manager.hook.llamagym_extract_action(agent=self, response=text,
+                                                                      observation=observation)
+            if action is None:
+                raise ActionParseError("no extractor returned an action")
+            self._last_valid_action = action
+            return action, True
+        except ValueError as exc:  # ActionParseError, or int("...") failing inside an extractor
+            if not self._warned_invalid:
+                logger.warning("%s: no valid action in %r (%s); taking the fallback action. Further invalid "
+                               "responses are counted in the invalid-action rate.", type(self).__name__, text,
+                               exc)
+                self._warned_invalid = True
+            return self.fallback_action(observation), False
+
+    def _shaping_terms(self, turn: Turn, reward: float) -> list[tuple[str, float]]:
+        terms = []
+        hook = self.plugin_manager.hook.llamagym_shape_reward
+        for impl in reversed(hook.get_hookimpls()):
+            kwargs = {"agent": self, "reward": reward, "observation": turn.observation,
+                      "response": turn.response, "action": turn.action}
+            try:
+                term = impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception as exc:
+                raise PluginError(f"plugin {impl.plugin_name!r} raised in llamagym_shape_reward: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            if term is not None:
+                terms.append((impl.plugin_name, float(term)))
+        return terms
+
+
+def episode_stats(episodes: list[Episode]) -> dict[str, float]:
+    """Return, win rate and invalid-action rate of a batch of episodes."""
+    returns = [e.env_return for e in episodes]
+    turns = sum(len(e.turns) for e in episodes)
+    return {"env/return_mean": sum(returns) / len(returns),
+            "env/win_rate": sum(r > 0 for r in returns) / len(returns),
+            "env/invalid_rate": sum(e.invalid_turns for e in episodes) / max(turns, 1),
+            "env/turns_per_episode": turns / len(episodes), "env/episodes": len(episodes)}
+
+
+def prepare_tokenizer(tokenizer: Any) -> Any:
+    """Left padding (generation needs it) and a pad token (the end-of-sequence token if there is none)."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def eos_token_ids(tokenizer: Any, model: AutoModelForCausalLMWithValueHead) -> set[int]:
+    """Every token id that ends a response: the tokenizer's and the generation config's."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    configured = getattr(getattr(model.base_model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return ids
+
+
+def apply_chat_template(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of the conversation with the assistant's turn opened; a plain layout if there is no template."""
+    if getattr(tokenizer, "chat_template", None):
+        encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = encoded["input_ids"] if isinstance(encoded, Mapping) or hasattr(encoded, "keys") else encoded
+        return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+    text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
+    return tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+def parse_generate_config(config: Mapping[str, Any] | None) -> GenerationConfig:
+    """Accept LlamaGym's ``generate/``-prefixed keys as well as plain ones."""
+    cleaned = {}
+    for key, value in (config or {}).items():
+        key = key[len(GENERATE_PREFIX):] if key.startswith(GENERATE_PREFIX) else key
+        if key in GENERATE_ALIASES:
+            continue
+        cleaned[key] = value
+    return build(GenerationConfig, cleaned, "generation.")
+
+
+def _sample_space(space: Any, rng: random.Random) -> Any:
+    space.seed(rng.randrange(2**31))
+    return space.sample()
+
+
+__all__ = ["Agent", "Conversation", "episode_stats", "apply_chat_template"]

@@ -1,0 +1,68 @@
+"""`llamagym eval`: measure an agent (trained or not) without training it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import cli
+
+
+def find_adapter(path: Path) -> Path:
+    """A run directory's adapter, or the given adapter/checkpoint directory itself."""
+    from ..checkpoint import latest_checkpoint
+    from ..errors import UsageError
+
+    if (path / "adapter_config.json").is_file() or (path / "model.safetensors").is_file():
+        return path
+    if (path / "adapter").is_dir():
+        return path / "adapter"
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        return latest
+    raise UsageError(f"{str(path)!r} holds no adapter: pass a run directory, its adapter/ or a checkpoint")
+
+
+@cli.command("eval")
+@click.option("--agent", help="agent name [default: the checkpoint's run]")
+@click.option("--env", "env", help="environment id [default: the checkpoint's run]")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False),
+              help="run directory, adapter or checkpoint to evaluate [default: the untrained model]")
+@click.option("--model", help="base model [default: the checkpoint's run, else the embedded default]")
+@click.option("--episodes", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="evaluation episodes are seeded from this")
+@click.option("--num-envs", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--sample", is_flag=True, help="sample responses (default: greedy decoding)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, sample, as_json, quiet):
+    """Mean return (± standard error) and win/draw/loss rates of an agent, with no training."""
+    from tqdm.auto import tqdm
+
+    from ..config import RunConfig, build
+    from ..errors import UsageError
+    from ..evaluation import evaluate
+    from ..registry import get_registry
+    from ..runner import build_agent, config_from_run, make_engine
+
+    adapter = find_adapter(Path(checkpoint)) if checkpoint else None
+    base = (config_from_run(adapter) if adapter else None) or RunConfig()
+    config = build(RunConfig, {"agent": agent or base.agent, "env": env or base.env,
+                               "model": model or base.model, "seed": seed, "num_envs": num_envs},
+                   base=base)
+    if not config.agent or not config.env:
+        raise UsageError("pass --agent and --env (or --checkpoint inside a run directory)")
+    env_spec = get_registry().env(config.env)
+    get_registry().agent(config.agent)
+    the_agent = build_agent(config, adapter=str(adapter) if adapter else None)
+    engine = make_engine(the_agent, env_spec, config)
+    with tqdm(total=episodes, unit="ep", disable=quiet, desc="evaluating") as bar:
+        result = evaluate(the_agent, engine, episodes, greedy=not sample, on_episode=lambda r: bar.update(1))
+    engine.close()
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(f"{config.agent} on {config.env} ({'untrained' if adapter is None else adapter}): "
+                   f"{result.line()}")

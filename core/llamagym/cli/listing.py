@@ -1,0 +1,81 @@
+"""`llamagym list` and `llamagym plugins`: what is installed. Neither imports torch."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import cli
+
+
+def _distribution_of(plugin: str, records: dict) -> str:
+    record = records.get(plugin)
+    return record.distribution if record is not None and record.distribution else plugin
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def list_command(as_json: bool) -> None:
+    """Installed agents and environments, with the package each comes from."""
+    from ..plugins import get_plugin_manager, plugin_records
+    from ..registry import get_registry
+
+    registry = get_registry()
+    records = {r.name: r for r in plugin_records(get_plugin_manager())}
+    agents = [{"name": s.name, "package": _distribution_of(s.plugin, records), "description": s.description}
+              for s in registry.agents.values()]
+    envs = [{"id": s.id, "kind": s.kind, "package": _distribution_of(s.plugin, records),
+             "description": s.description} for s in registry.envs.values()]
+    if as_json:
+        click.echo(json.dumps({"agents": agents, "envs": envs, "errors": registry.errors}))
+        return
+    click.echo("Agents:")
+    for a in sorted(agents, key=lambda a: a["name"]):
+        click.echo(f"  {a['name']:<20} {a['package']:<24} {a['description']}")
+    if not agents:
+        click.echo("  (none: pip install llamagym-blackjack, or scaffold one with `llamagym new`)")
+    click.echo("Environments:")
+    for e in sorted(envs, key=lambda e: e["id"]):
+        click.echo(f"  {e['id']:<20} {e['package']:<24} {e['kind']:<10} {e['description']}")
+    click.echo("  (any Gymnasium id also works with --env)")
+    for plugin, error in registry.errors.items():
+        click.echo(f"  ! {plugin}: {error}", err=True)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--all", "show_all", is_flag=True, help="include the core's built-in hook implementations")
+def plugins_command(as_json: bool, show_all: bool) -> None:
+    """Installed plugins: distribution, version, hooks implemented, agents and envs registered, load errors."""
+    from ..plugins import get_plugin_manager, plugin_records
+    from ..registry import get_registry
+
+    pm = get_plugin_manager()
+    registry = get_registry()
+    rows = []
+    for record in plugin_records(pm):
+        if record.name.startswith("llamagym.") and not show_all:
+            continue
+        error = record.error or registry.errors.get(record.name)
+        rows.append({"name": record.name, "module": record.module, "distribution": record.distribution,
+                     "version": record.version, "hooks": record.hooks,
+                     "agents": sorted(a.name for a in registry.agents.values() if a.plugin == record.name),
+                     "envs": sorted(e.id for e in registry.envs.values() if e.plugin == record.name),
+                     "error": error})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no plugins installed")
+    for row in rows:
+        origin = f"{row['distribution']} {row['version']}" if row["distribution"] else row["module"]
+        click.echo(f"{row['name']} ({origin})")
+        if row["error"]:
+            click.echo(f"  could not load: {row['error']}")
+            continue
+        click.echo(f"  hooks:  {', '.join(row['hooks']) or '-'}")
+        if row["agents"]:
+            click.echo(f"  agents: {', '.join(row['agents'])}")
+        if row["envs"]:
+            click.echo(f"  envs:   {', '.join(row['envs'])}")

@@ -1,0 +1,40 @@
+"""What an agent records while it plays: turns (prompt ids, sampled response ids, reward) grouped in episodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Turn:
+    """One action: the exact prompt and response token ids, and the reward that followed it."""
+
+    query_ids: list[int]
+    response_ids: list[int]
+    response: str
+    observation: Any
+    action: Any
+    valid: bool = True
+    env_reward: float = 0.0
+    reward: float = 0.0  # env_reward plus shaping terms and the invalid-action penalty
+    shaping: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Episode:
+    """The turns of one episode of one agent (one seat, in a multi-player game)."""
+
+    turns: list[Turn] = field(default_factory=list)
+
+    @property
+    def env_return(self) -> float:
+        return sum(t.env_reward for t in self.turns)
+
+    @property
+    def total_return(self) -> float:
+        return sum(t.reward for t in self.turns)
+
+    @property
+    def invalid_turns(self) -> int:
+        return sum(not t.valid for t in self.turns)

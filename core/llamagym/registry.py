@@ -1,0 +1,142 @@
+"""Named agents and environments contributed by plugins through the registration hooks."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from .errors import PluginError, UnknownNameError
+
+ENV_KINDS = ("gymnasium", "aec", "parallel")
+
+
+def import_object(reference: Any) -> Any:
+    """Resolve a ``"package.module:attribute"`` string; anything else is returned as it is."""
+    if not isinstance(reference, str):
+        return reference
+    module_name, _, attribute = reference.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attribute.split(".") if attribute else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent a plugin registered: the class (or where to import it from) and its recommended settings."""
+
+    name: str
+    entry_point: Any
+    description: str = ""
+    plugin: str = ""
+    preset: Any = None
+
+    def load(self) -> type:
+        return import_object(self.entry_point)
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """An environment a plugin registered; `make()` returns a fresh instance."""
+
+    id: str
+    entry_point: Any = None
+    kind: str = "gymnasium"
+    description: str = ""
+    plugin: str = ""
+    kwargs: dict = field(default_factory=dict)
+
+    def make(self, **overrides: Any) -> Any:
+        kwargs = {**self.kwargs, **overrides}
+        if self.entry_point is None:
+            import gymnasium
+
+            return gymnasium.make(self.id, **kwargs)
+        return import_object(self.entry_point)(**kwargs)
+
+
+class Registry:
+    """Agents and envs from every loaded plugin; a name claimed twice is an error naming both plugins."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self.pm = pm
+        self.agents: dict[str, AgentSpec] = {}
+        self.envs: dict[str, EnvSpec] = {}
+        self.errors: dict[str, str] = {}
+        self._collect(pm, "llamagym_register_agents", self._agent_register)
+        self._collect(pm, "llamagym_register_envs", self._env_register)
+
+    def _collect(self, pm: pluggy.PluginManager, hook_name: str, make_register: Callable) -> None:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(register=make_register(impl.plugin_name))
+            except PluginError:
+                raise
+            except Exception as exc:  # a plugin whose registration raises is reported, the others still load
+                self.errors[impl.plugin_name] = f"{hook_name} raised {type(exc).__name__}: {exc}"
+
+    def _agent_register(self, plugin: str) -> Callable:
+        def register(name: str, agent: Any, description: str = "", preset: Any = None) -> None:
+            _claim(self.agents, name, "agent", plugin)
+            self.agents[name] = AgentSpec(name, agent, description or _first_doc_line(agent), plugin, preset)
+
+        return register
+
+    def _env_register(self, plugin: str) -> Callable:
+        def register(env_id: str, entry_point: Any = None, kind: str = "gymnasium", description: str = "",
+                     kwargs: dict | None = None) -> None:
+            if kind not in ENV_KINDS:
+                raise PluginError(f"plugin {plugin!r} registered env {env_id!r} with kind {kind!r}; "
+                                  f"use one of {', '.join(ENV_KINDS)}")
+            _claim(self.envs, env_id, "env", plugin)
+            self.envs[env_id] = EnvSpec(env_id, entry_point, kind, description, plugin, dict(kwargs or {}))
+
+        return register
+
+    def agent(self, name: str) -> AgentSpec:
+        if name not in self.agents:
+            raise UnknownNameError("agent", name, self.agents, _install_hint("agent"))
+        return self.agents[name]
+
+    def env(self, env_id: str) -> EnvSpec:
+        """A registered env, else any id Gymnasium itself knows (so `--env FrozenLake-v1` works too)."""
+        if env_id in self.envs:
+            return self.envs[env_id]
+        import gymnasium
+
+        if env_id in gymnasium.registry:
+            return EnvSpec(env_id, None, "gymnasium", "from Gymnasium's own registry", "gymnasium")
+        raise UnknownNameError("env", env_id, self.envs, _install_hint("env"))
+
+
+def _claim(table: dict, name: str, kind: str, plugin: str) -> None:
+    if name in table:
+        raise PluginError(f"{kind} name {name!r} is registered by both {table[name].plugin!r} and {plugin!r}; "
+                          f"uninstall one of them or block it with LLAMAGYM_BLOCK_PLUGINS={plugin}")
+
+
+def _first_doc_line(obj: Any) -> str:
+    doc = getattr(obj, "__doc__", None) if not isinstance(obj, str) else None
+    return doc.strip().splitlines()[0] if doc else ""
+
+
+def _install_hint(kind: str) -> str:
+    return f"`llamagym list` shows every installed {kind}; plugins are pip packages such as llamagym-blackjack"
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The registry of the process-wide plugin manager, built on first use."""
+    global _registry
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    if _registry is None or _registry.pm is not pm:
+        _registry = Registry(pm)
+    return _registry

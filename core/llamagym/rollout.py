@@ -1,0 +1,123 @@
+"""The batched rollout engine: N copies of a Gymnasium environment stepped together, every waiting copy answered
+by one batched generation; finished episodes are reset and refilled, and PPO runs when a batch is full."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+EVAL_SEED_OFFSET = 1_000_000_007  # evaluation episodes never share seeds with training episodes
+
+
+@dataclass
+class EpisodeResult:
+    """What one finished (or failed) episode amounted to."""
+
+    index: int
+    seed: int
+    env_return: float
+    turns: int
+    invalid_turns: int
+    error: str | None = None
+
+
+def episode_seed(seed: int, index: int, evaluation: bool = False) -> int:
+    """The reset seed of episode `index`: fixed per index, so runs are reproducible whatever the scheduling."""
+    return (seed * 7_919 + index + (EVAL_SEED_OFFSET if evaluation else 0)) % 2**31
+
+
+class RolloutEngine:
+    """Runs `agent` on `num_envs` environment copies made by `make_env`."""
+
+    def __init__(self, agent: Any, make_env: Callable[[], Any], num_envs: int = 16, seed: int = 0,
+                 max_env_errors: int = 10):
+        self.agent, self.num_envs, self.seed = agent, num_envs, seed
+        self.envs = [make_env() for _ in range(num_envs)]
+        self.max_env_errors = max_env_errors
+        if getattr(agent, "action_space", None) is None:
+            agent.action_space = self.envs[0].action_space
+        self.env_steps = 0
+        self.env_errors = 0
+
+    def run(self, episodes: int, *, learn: bool = True, start_index: int = 0,
+            on_episode: Callable[[EpisodeResult], None] | None = None,
+            on_update: Callable[[dict[str, float]], None] | None = None) -> list[EpisodeResult]:
+        """Play episodes `start_index .. start_index + episodes - 1`; with `learn`, train as batches fill."""
+        self.agent.reset_conversations()
+        results: list[EpisodeResult] = []
+        next_index, end = start_index, start_index + episodes
+        slots: dict[int, tuple[int, Any]] = {}  # env slot -> (episode index, current observation)
+        returns: dict[int, float] = {}
+        for slot in range(min(self.num_envs, episodes)):
+            next_index = self._start(slot, next_index, slots, returns, learn)
+        while slots:
+            actions = self.agent.act_batch({slot: obs for slot, (_, obs) in slots.items()})
+            for slot, action in actions.items():
+                index = slots[slot][0]
+                done, error = self._step(slot, action, slots, returns)
+                if not done:
+                    continue
+                result = self._finish(slot, index, returns.pop(slot), error, learn, on_update)
+                results.append(result)
+                if on_episode is not None:
+                    on_episode(result)
+                del slots[slot]
+                if next_index < end:
+                    next_index = self._start(slot, next_index, slots, returns, learn)
+        return results
+
+    def _start(self, slot: int, index: int, slots: dict, returns: dict, learn: bool) -> int:
+        """Reset env `slot` for episode `index`; an env that fails to reset is counted and skipped."""
+        while True:
+            try:
+                observation, _ = self.envs[slot].reset(seed=episode_seed(self.seed, index, not learn))
+                slots[slot] = (index, observation)
+                returns[slot] = 0.0
+                return index + 1
+            except Exception as exc:
+                self._env_error(f"reset of episode {index} raised {type(exc).__name__}: {exc}")
+                index += 1
+
+    def _step(self, slot: int, action: Any, slots: dict, returns: dict) -> tuple[bool, str | None]:
+        index = slots[slot][0]
+        try:
+            observation, reward, terminated, truncated, _ = self.envs[slot].step(action)
+        except Exception as exc:
+            message = f"step of episode {index} raised {type(exc).__name__}: {exc}"
+            self._env_error(message)
+            return True, message
+        self.env_steps += 1
+        self.agent.assign_reward(float(reward), slot=slot)
+        returns[slot] += float(reward)
+        slots[slot] = (index, observation)
+        return bool(terminated or truncated), None
+
+    def _finish(self, slot: int, index: int, env_return: float, error: str | None, learn: bool,
+                on_update: Callable | None) -> EpisodeResult:
+        episode = self.agent.current_episode(slot)
+        if error is not None or not learn:
+            self.agent.end_episode(slot)
+        else:
+            stats = self.agent.terminate_episode(slot)
+            if stats and on_update is not None:
+                on_update(stats)
+        turns = len(episode.turns) if episode is not None else 0
+        invalid = episode.invalid_turns if episode is not None else 0
+        return EpisodeResult(index, episode_seed(self.seed, index, not learn), env_return, turns, invalid, error)
+
+    def _env_error(self, message: str) -> None:
+        self.env_errors += 1
+        logger.warning("environment error (%d so far): %s; the episode is dropped", self.env_errors, message)
+        if self.env_errors >= self.max_env_errors:
+            from .errors import TrainingError
+
+            raise TrainingError(f"{self.env_errors} environment errors (limit {self.max_env_errors}); the last: "
+                                f"{message}")
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

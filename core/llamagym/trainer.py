@@ -1,0 +1,308 @@
+"""The PPO update: score the sampled tokens, turn rewards into per-token advantages (GAE across the turns of
+each episode, KL penalty against the frozen reference), then several epochs of clipped updates."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import ContextManager
+
+import torch
+
+from . import ppo
+from .config import PPOConfig
+from .episode import Episode
+from .errors import TrainingError
+from .generation import left_pad
+from .value_head import AutoModelForCausalLMWithValueHead
+
+
+@dataclass
+class Sample:
+    """One turn as PPO sees it; the tensors are per response token."""
+
+    query: list[int]
+    response: list[int]
+    reward: float
+    episode: int
+    old_logprobs: torch.Tensor | None = None
+    ref_logprobs: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.query) + len(self.response)
+
+
+@dataclass
+class Batch:
+    """Left-padded sequences; `mask` marks the response tokens among the last K positions."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def k(self) -> int:
+        return self.targets.shape[1]
+
+
+def make_batch(samples: Sequence[Sample], pad_token_id: int, device: torch.device) -> Batch:
+    ids, attention = left_pad([s.query + s.response for s in samples], pad_token_id, device)
+    k = max(len(s.response) for s in samples)
+    mask = torch.zeros((len(samples), k), device=device)
+    for row, sample in enumerate(samples):
+        mask[row, k - len(sample.response):] = 1.0
+    return Batch(ids, attention, ids[:, -k:], mask)
+
+
+def stack_right(tensors: Sequence[torch.Tensor], k: int, device: torch.device) -> torch.Tensor:
+    """Per-sample response tensors placed right-aligned in a (n, k) tensor, matching `Batch.mask`."""
+    out = torch.zeros((len(tensors), k), device=device)
+    for row, tensor in enumerate(tensors):
+        out[row, k - tensor.shape[0]:] = tensor.to(device)
+    return out
+
+
+def length_grouped_minibatches(samples: Sequence[Sample], size: int, rng: random.Random,
+                               group_factor: int = 8) -> list[list[Sample]]:
+    """Shuffled minibatches in which sequences of similar length sit together, so little compute goes to
+    padding: shuffle, cut into groups of `group_factor` minibatches, sort each group by length, slice it."""
+    order = list(samples)
+    rng.shuffle(order)
+    batches: list[list[Sample]] = []
+    group = size * group_factor
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start:start + group], key=lambda s: s.length)
+        batches.extend(chunk[i:i + size] for i in range(0, len(chunk), size))
+    rng.shuffle(batches)
+    return batches
+
+
+class PPOTrainer:
+    """Owns the optimiser and the KL controller; `step(episodes)` runs one PPO update and returns its stats."""
+
+    def __init__(self, model: AutoModelForCausalLMWithValueHead, config: PPOConfig, *, pad_token_id: int,
+                 temperature: float = 1.0, autocast: Callable[[], ContextManager] = nullcontext,
+                 seed: int = 0):
+        self.model, self.config = model, config
+        self.pad_token_id, self.temperature, self.autocast = pad_token_id, temperature, autocast
+        self.rng = random.Random(seed)
+        learning_rate = config.learning_rate or (1e-4 if model.is_peft_model else 1e-5)
+        self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.kl_controller = (ppo.AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
+                              if config.adaptive_kl else ppo.FixedKLController(config.kl_coef))
+        self.ref_model = None if model.is_peft_model else self._reference_copy(model)
+        if config.gradient_checkpointing:
+            model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.updates = 0
+        self.nonfinite_updates = 0
+
+    @staticmethod
+    def _reference_copy(model: AutoModelForCausalLMWithValueHead) -> AutoModelForCausalLMWithValueHead:
+        """Full fine-tuning needs a frozen copy; with LoRA the adapters are switched off instead."""
+        try:
+            from trl.experimental.utils import create_reference_model
+        except ImportError:  # older trl 1.x
+            from trl import create_reference_model
+
+        return AutoModelForCausalLMWithValueHead(create_reference_model(model.pretrained_model))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def step(self, episodes: Sequence[Episode]) -> dict[str, float]:
+        """One PPO update on the turns of `episodes`; returns flat `ppo/...` statistics."""
+        started = time.perf_counter()
+        samples = [Sample(t.query_ids, t.response_ids, float(t.reward), e)
+                   for e, episode in enumerate(episodes) for t in episode.turns if t.response_ids]
+        if not samples:
+            return {}
+        self._score(samples)
+        kl_stats = self._advantages(samples, len(episodes))
+        if not all(torch.isfinite(s.advantages).all() for s in samples):
+            return self._skip_update("non-finite advantages", started)
+        stats = self._optimise(samples)
+        if stats.pop("ppo/finite_steps") == 0:
+            return self._skip_update("non-finite loss or gradient in every minibatch", started)
+        self.nonfinite_updates = 0
+        self.kl_controller.update(kl_stats["ppo/kl"], len(samples))
+        self.updates += 1
+        stats.update(kl_stats)
+        stats.update({"ppo/kl_coef": self.kl_controller.value, "ppo/samples": len(samples),
+                      "ppo/tokens": sum(len(s.response) for s in samples), "ppo/update": self.updates,
+                      "time/ppo_s": time.perf_counter() - started})
+        return stats
+
+    def _skip_update(self, reason: str, started: float) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_updates += 1
+        if self.nonfinite_updates >= self.config.max_nonfinite_updates:
+            raise TrainingError(f"{self.nonfinite_updates} updates in a row were skipped ({reason}); lower "
+                                f"the learning rate or raise max_grad_norm's strictness and resume from the "
+                                f"last checkpoint")
+        return {"ppo/skipped_update": 1.0, "time/ppo_s": time.perf_counter() - started}
+
+    @torch.no_grad()
+    def _score(self, samples: list[Sample]) -> None:
+        """Old log-probs and values from the current policy, reference log-probs with adapters off."""
+        self.model.eval()
+        ordered = sorted(samples, key=lambda s: s.length)
+        size = self.config.forward_batch_size
+        for start in range(0, len(ordered), size):
+            chunk = ordered[start:start + size]
+            batch = make_batch(chunk, self.pad_token_id, self.device)
+            logprobs, values, _ = self._forward(self.model, batch)
+            ref_logprobs = self._reference_logprobs(batch)
+            for row, sample in enumerate(chunk):
+                n = len(sample.response)
+                sample.old_logprobs = logprobs[row, -n:].float().cpu()
+                sample.values = values[row, -n:].float().cpu()
+                sample.ref_logprobs = ref_logprobs[row, -n:].float().cpu()
+
+    def _reference_logprobs(self, batch: Batch) -> torch.Tensor:
+        if self.ref_model is not None:
+            return self._forward(self.ref_model, batch)[0]
+        with self.model.reference():
+            return self._forward(self.model, batch)[0]
+
+    def _forward(self, model: AutoModelForCausalLMWithValueHead, batch: Batch, with_entropy: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+        with self.autocast():
+            logits, values = model.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k)
+        logits = logits / self.temperature
+        logprobs = selective_log_softmax(logits, batch.targets)
+        entropy = entropy_from_logits(logits) if with_entropy else None
+        return logprobs, values, entropy
+
+    def _advantages(self, samples: list[Sample], n_episodes: int) -> dict[str, float]:
+        """Per-token rewards (KL penalty, env reward on each turn's last token), then GAE per episode."""
+        cfg, kl_coef = self.config, self.kl_controller.value
+        by_episode: list[list[Sample]] = [[] for _ in range(n_episodes)]
+        for sample in samples:
+            by_episode[sample.episode].append(sample)
+        kl_sums, non_score = [], []
+        for turns in by_episode:
+            if not turns:
+                continue
+            rewards, values, discounts = [], [], []
+            for index, sample in enumerate(turns):
+                kl = ppo.kl_per_token(sample.old_logprobs, sample.ref_logprobs, cfg.kl_estimator)
+                kl_sums.append(float(kl.sum()))
+                reward = -kl_coef * kl
+                non_score.append(float(reward.sum()))
+                reward[-1] += sample.reward
+                discount = torch.ones_like(reward)
+                discount[-1] = cfg.gamma if index < len(turns) - 1 else 0.0
+                rewards.append(reward), values.append(sample.values), discounts.append(discount)
+            advantages, returns = ppo.gae(torch.cat(rewards), torch.cat(values), torch.cat(discounts), cfg.lam)
+            offset = 0
+            for sample in turns:
+                n = len(sample.response)
+                sample.advantages = advantages[offset:offset + n]
+                sample.returns = returns[offset:offset + n]
+                offset += n
+        if cfg.whiten_advantages:
+            flat = torch.cat([s.advantages for s in samples])
+            whitened = ppo.masked_whiten(flat, torch.ones_like(flat))
+            offset = 0
+            for sample in samples:
+                n = len(sample.response)
+                sample.advantages = whitened[offset:offset + n]
+                offset += n
+        return {"ppo/kl": sum(kl_sums) / len(kl_sums), "ppo/kl_reward": sum(non_score) / len(non_score),
+                "ppo/returns_mean": float(torch.cat([s.returns for s in samples]).mean()),
+                "ppo/values_mean": float(torch.cat([s.values for s in samples]).mean())}
+
+    def _optimise(self, samples: list[Sample]) -> dict[str, float]:
+        cfg = self.config
+        self.model.train()
+        totals: dict[str, float] = {}
+        finite_steps = steps = epochs_run = 0
+        grad_norms: list[float] = []
+        for _ in range(cfg.ppo_epochs):
+            epochs_run += 1
+            batches = length_grouped_minibatches(samples, cfg.mini_batch_size, self.rng)
+            epoch_kl, window_finite = [], True
+            for index, minibatch in enumerate(batches):
+                stats = self._minibatch_loss(minibatch)
+                window_finite &= stats.pop("_finite") > 0
+                epoch_kl.append(stats["ppo/approx_kl"])
+                _accumulate(totals, stats)
+                if (index + 1) % cfg.gradient_accumulation_steps == 0 or index == len(batches) - 1:
+                    norm = self._optimizer_step(window_finite)
+                    steps += 1
+                    if norm is not None:
+                        finite_steps += 1
+                        grad_norms.append(norm)
+                    window_finite = True
+            if cfg.target_approx_kl and sum(epoch_kl) / len(epoch_kl) > cfg.target_approx_kl:
+                break
+        self.model.eval()
+        count = totals.pop("_count")
+        out = {key: value / count for key, value in totals.items()}
+        out.update({"ppo/epochs": epochs_run, "ppo/finite_steps": finite_steps,
+                    "ppo/skipped_steps": steps - finite_steps,
+                    "ppo/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan")})
+        return out
+
+    def _minibatch_loss(self, minibatch: list[Sample]) -> dict[str, float]:
+        cfg = self.config
+        batch = make_batch(minibatch, self.pad_token_id, self.device)
+        logprobs, values, entropy = self._forward(self.model, batch, with_entropy=True)
+        old_logprobs = stack_right([s.old_logprobs for s in minibatch], batch.k, self.device)
+        old_values = stack_right([s.values for s in minibatch], batch.k, self.device)
+        advantages = stack_right([s.advantages for s in minibatch], batch.k, self.device)
+        returns = stack_right([s.returns for s in minibatch], batch.k, self.device)
+        pg_loss, pg_stats = ppo.policy_loss(logprobs, old_logprobs, advantages, batch.mask, cfg.cliprange)
+        vf_loss, vf_clipfrac = ppo.value_loss(values, old_values, returns, batch.mask, cfg.cliprange_value)
+        mean_entropy = ppo.masked_mean(entropy, batch.mask)
+        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * mean_entropy
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            (loss / cfg.gradient_accumulation_steps).backward()
+        return {"ppo/loss/policy": pg_loss.item(), "ppo/loss/value": vf_loss.item(), "ppo/loss/total": loss.item(),
+                "ppo/entropy": mean_entropy.item(), "ppo/clipfrac": float(pg_stats["clipfrac"]),
+                "ppo/approx_kl": float(pg_stats["approx_kl"]), "ppo/ratio": float(pg_stats["ratio_mean"]),
+                "ppo/value_clipfrac": float(vf_clipfrac), "_finite": float(finite)}
+
+    def _optimizer_step(self, losses_finite: bool) -> float | None:
+        """Clip and apply the accumulated gradient; a non-finite loss or gradient is thrown away unapplied.
+        Returns the gradient norm if the step was applied, else None."""
+        norm = None
+        if losses_finite:
+            max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else math.inf
+            norm = float(torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), max_norm))
+            if math.isfinite(norm):
+                self.optimizer.step()
+            else:
+                norm = None
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "kl_controller": self.kl_controller.state_dict(),
+                "updates": self.updates, "rng": self.rng.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_controller.load_state_dict(state["kl_controller"])
+        self.updates = state["updates"]
+        self.rng.setstate(state["rng"])
+
+
+def _accumulate(totals: dict[str, float], stats: dict[str, float]) -> None:
+    for key, value in stats.items():
+        totals[key] = totals.get(key, 0.0) + value
+    totals["_count"] = totals.get("_count", 0) + 1

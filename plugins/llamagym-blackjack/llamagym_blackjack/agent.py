@@ -1,0 +1,37 @@
+"""The Blackjack agent: a short prompt a 135M model can follow, and a parser for its one-word answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llamagym import Agent
+from llamagym.parsing import find_choice, match_choice
+
+STICK, HIT = 0, 1
+# "Stick or hit?" rather than "Hit or stick?": small models echo the last option, and starting from "mostly
+# stick" (return about -0.18) leaves PPO a clear first lesson: hit when no card can bust you.
+ACTION_WORDS = {"stick": STICK, "stand": STICK, "stay": STICK, "hit": HIT}
+
+
+def card_name(card: int) -> str:
+    return "an ace" if card == 1 else ("an 8" if card == 8 else f"a {card}")
+
+
+class BlackjackAgent(Agent):
+    """Plays Blackjack-v1: observation (player sum, dealer card, usable ace) in, "stick" or "hit" out."""
+
+    response_prefix = "My answer:"
+
+    def get_system_prompt(self) -> str:
+        return "You are playing blackjack. Each turn, answer with one word: stick or hit."
+
+    def format_observation(self, observation: Any) -> str:
+        player, dealer, usable_ace = (int(x) for x in observation)
+        ace = " with a usable ace" if usable_ace else ""
+        return f"Your hand totals {player}{ace}. The dealer shows {card_name(dealer)}. Stick or hit?"
+
+    def extract_action(self, response: str) -> int:
+        return match_choice(response, ACTION_WORDS)
+
+    def response_complete(self, response: str) -> bool:
+        return find_choice(response, ACTION_WORDS) is not None

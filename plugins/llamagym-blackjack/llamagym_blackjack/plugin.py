@@ -1,0 +1,20 @@
+"""Hook implementations: what this package adds to llamagym. Kept free of heavy imports so listing is fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llamagym import hookimpl
+
+PRESET = Path(__file__).with_name("preset.toml")
+
+
+@hookimpl
+def llamagym_register_agents(register):
+    register("blackjack", "llamagym_blackjack.agent:BlackjackAgent",
+             description="reads the hand as a sentence and answers stick or hit", preset=str(PRESET))
+
+
+@hookimpl
+def llamagym_register_envs(register):
+    register("Blackjack-v1", description="Gymnasium's Blackjack-v1: beat the dealer without going over 21")

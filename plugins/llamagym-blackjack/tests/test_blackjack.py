@@ -1,0 +1,71 @@
+"""The Blackjack plugin: prompt, parser, reference strategies, preset."""
+
+import gymnasium as gym
+import pytest
+
+from llamagym import ActionParseError
+from llamagym.config import RunConfig, build
+from llamagym_blackjack import plugin, strategy
+from llamagym_blackjack.agent import BlackjackAgent
+
+
+@pytest.fixture
+def agent(llamagym_tiny, llamagym_plugin_manager):
+    model, tokenizer = llamagym_tiny
+    return BlackjackAgent(model, tokenizer, "cpu", plugin_manager=llamagym_plugin_manager)
+
+
+@pytest.mark.parametrize("response, action", [
+    ("My answer: stick", 0), ("My answer: Hit", 1), ("My answer: I'd stand here", 0), ("My answer: HIT!", 1),
+    ("My answer: stay. Or hit?", 0),
+])
+def test_extract_action(agent, response, action):
+    assert agent.extract_action(response) == action
+
+
+@pytest.mark.parametrize("response", ["My answer: sticking", "My answer: 17", "My answer: whatever"])
+def test_unparsable_responses_raise(agent, response):
+    with pytest.raises(ActionParseError):
+        agent.extract_action(response)
+
+
+def test_generation_stops_once_an_action_word_appears(agent):
+    assert not agent.response_complete("My answer: I")
+    assert agent.response_complete("My answer: I hit")
+
+
+def test_format_observation(agent):
+    assert agent.format_observation((15, 1, 1)) == (
+        "Your hand totals 15 with a usable ace. The dealer shows an ace. Stick or hit?")
+
+
+def test_basic_strategy_beats_the_simple_policies_exactly():
+    # a few textbook cells of the hit/stick table
+    assert strategy.basic_strategy((16, 10, 0)) == strategy.HIT
+    assert strategy.basic_strategy((13, 2, 0)) == strategy.STICK
+    assert strategy.basic_strategy((12, 2, 0)) == strategy.HIT
+    assert strategy.basic_strategy((18, 9, 1)) == strategy.HIT
+    assert strategy.basic_strategy((18, 8, 1)) == strategy.STICK
+
+
+@pytest.mark.parametrize("name, expected", [("always stick", -0.18), ("stick on 17+", -0.075),
+                                            ("basic strategy", -0.045)])
+def test_reference_policies_reach_their_known_returns(name, expected):
+    policy = strategy.REFERENCE_POLICIES[name]()
+    env = gym.make("Blackjack-v1")
+    total, n = 0.0, 6000
+    for seed in range(n):
+        observation, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            observation, reward, terminated, truncated, _ = env.step(policy(observation))
+            done = terminated or truncated
+        total += reward
+    assert total / n == pytest.approx(expected, abs=0.04)
+
+
+def test_preset_is_a_valid_config():
+    from llamagym.config import load_toml
+
+    config = build(RunConfig, load_toml(plugin.PRESET))
+    assert config.generation.max_history_turns == 1 and config.ppo.batch_size >= 16

@@ -1,0 +1,168 @@
+"""The Agent API: the seed's code unchanged, fallbacks, token bookkeeping, config parsing, history."""
+
+import gymnasium as gym
+import pytest
+import torch
+
+from llamagym import ActionParseError, Agent, ConfigError
+from llamagym.agent import apply_chat_template
+
+
+class SeedBlackjackAgent(Agent):  # exactly as LlamaGym users write it
+    def get_system_prompt(self) -> str: return "You are an expert blackjack player."
+    def format_observation(self, observation) -> str: return f"Your current total is {observation[0]}"
+    def extract_action(self, response: str): return 0 if "stay" in response else 1
+
+
+def test_seed_code_runs_unchanged(tiny_model_dir):
+    from tqdm import trange
+    from transformers import AutoTokenizer
+
+    from llamagym import AutoModelForCausalLMWithValueHead
+
+    path, device = str(tiny_model_dir), "cpu"
+    model = AutoModelForCausalLMWithValueHead.from_pretrained(path).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    agent = SeedBlackjackAgent(model, tokenizer, device)
+    before = [p.detach().clone() for p in model.parameters()]
+    env = gym.make("Blackjack-v1")
+    all_stats = []
+    for episode in trange(20, disable=True):
+        observation, info = env.reset(seed=episode)
+        done = False
+        while not done:
+            action = agent.act(observation)
+            observation, reward, terminated, truncated, info = env.step(action)
+            agent.assign_reward(reward)
+            done = terminated or truncated
+        train_stats = agent.terminate_episode()
+        all_stats.append(train_stats)
+    updates = [s for s in all_stats if s]
+    assert len(updates) == 1 and all_stats[15] and not all_stats[14]  # default batch_size 16 episodes
+    assert set(updates[0]) >= {"ppo/loss/policy", "ppo/kl", "env/return_mean", "env/invalid_rate"}
+    after = list(model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+class StrictAgent(Agent):
+    def get_system_prompt(self): return "Answer hit or stick."
+    def format_observation(self, observation): return f"total {observation}"
+    def extract_action(self, response):
+        raise ActionParseError("never valid")
+
+
+def test_act_never_returns_none_and_counts_invalid(tiny, bare_pm):
+    model, tokenizer = tiny
+    agent = StrictAgent(model, tokenizer, "cpu", {"max_new_tokens": 3},
+                        {"batch_size": 2, "invalid_action_penalty": -0.5}, action_space=gym.spaces.Discrete(2),
+                        plugin_manager=bare_pm)
+    actions = [agent.act(12) for _ in range(3)]
+    assert all(a in (0, 1) for a in actions)
+    turns = agent.current_episode().turns
+    assert [t.valid for t in turns] == [False] * 3
+    assert [t.reward for t in turns] == [-0.5] * 3
+    agent.assign_reward(1.0)
+    assert turns[-1].reward == pytest.approx(0.5) and turns[-1].env_reward == 1.0
+    agent.terminate_episode()
+    stats = agent.terminate_episode()  # an empty slot ends nothing, the batch is not full yet
+    assert stats == {}
+    agent.act(3)
+    stats = agent.terminate_episode()
+    assert stats["env/invalid_rate"] == 1.0
+
+
+def test_fallback_without_action_space_is_a_clear_error(tiny, bare_pm):
+    model, tokenizer = tiny
+    agent = StrictAgent(model, tokenizer, "cpu", {"max_new_tokens": 2}, plugin_manager=bare_pm)
+    with pytest.raises(ActionParseError, match="action_space"):
+        agent.act(1)
+
+
+class ChoiceAgent(Agent):
+    seen: list
+
+    def get_system_prompt(self): return "SYSTEM-PROMPT-TEXT"
+    def format_observation(self, observation): return f"obs {observation}"
+    def extract_action(self, response):
+        self.seen.append(response)
+        return 1
+
+
+LLAMA2_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'system' %}<<SYS>>{{ m['content'] }}<</SYS>>"
+                   "{% elif m['role'] == 'user' %}[INST] {{ m['content'] }} [/INST]{% else %} {{ m['content'] }} "
+                   "{% endif %}{% endfor %}")
+
+
+@pytest.mark.parametrize("template", ["chatml", "llama2", "none"])
+def test_response_boundary_comes_from_token_positions(tiny, bare_pm, template):
+    model, tokenizer = tiny
+    if template == "llama2":
+        tokenizer.chat_template = LLAMA2_TEMPLATE
+    elif template == "none":
+        tokenizer.chat_template = None
+    agent = ChoiceAgent(model, tokenizer, "cpu", {"max_new_tokens": 5}, plugin_manager=bare_pm)
+    agent.seen = []
+    agent.act(7)
+    agent.act(8)
+    turn = agent.current_episode().turns[-1]
+    # the parser saw only the sampled continuation, never the system prompt
+    assert all("SYSTEM-PROMPT-TEXT" not in text for text in agent.seen)
+    assert turn.response == tokenizer.decode(turn.response_ids, skip_special_tokens=True)
+    messages = [{"role": "system", "content": "SYSTEM-PROMPT-TEXT"}, {"role": "user", "content": "obs 7"},
+                {"role": "assistant", "content": agent.seen[0]}, {"role": "user", "content": "obs 8"}]
+    assert turn.query_ids == apply_chat_template(tokenizer, messages)
+
+
+def test_history_cap_keeps_only_the_last_turns(tiny, bare_pm):
+    model, tokenizer = tiny
+    agent = ChoiceAgent(model, tokenizer, "cpu", {"max_new_tokens": 2, "max_history_turns": 1},
+                        plugin_manager=bare_pm)
+    agent.seen = []
+    agent.act("first")
+    agent.act("second")
+    prompt = tokenizer.decode(agent.current_episode().turns[-1].query_ids)
+    assert "second" in prompt and "first" not in prompt and "SYSTEM-PROMPT-TEXT" in prompt
+
+
+def test_response_prefix_is_prompt_not_response(tiny, bare_pm):
+    model, tokenizer = tiny
+
+    class Prefixed(ChoiceAgent):
+        response_prefix = "I hit"
+
+    agent = Prefixed(model, tokenizer, "cpu", {"max_new_tokens": 2}, plugin_manager=bare_pm)
+    agent.seen = []
+    agent.act(1)
+    turn = agent.current_episode().turns[0]
+    assert agent.seen[0].startswith("I hit")
+    assert tokenizer.decode(turn.query_ids).endswith("I hit")
+    assert turn.response == agent.seen[0]
+
+
+def test_slots_keep_separate_episodes(tiny, bare_pm):
+    model, tokenizer = tiny
+    agent = ChoiceAgent(model, tokenizer, "cpu", {"max_new_tokens": 2}, {"batch_size": 2},
+                        plugin_manager=bare_pm)
+    agent.seen = []
+    actions = agent.act_batch({"a": 1, "b": 2})
+    assert actions == {"a": 1, "b": 1}
+    agent.assign_reward(1.0, slot="a")
+    agent.assign_reward(-1.0, slot="b")
+    assert agent.current_episode("a").env_return == 1.0 and agent.current_episode("b").env_return == -1.0
+    assert agent.terminate_episode("a") == {}
+    stats = agent.terminate_episode("b")
+    assert stats["env/return_mean"] == 0.0 and stats["env/win_rate"] == 0.5
+
+
+def test_generate_and_ppo_dicts_accept_llamagym_keys(tiny, bare_pm):
+    model, tokenizer = tiny
+    agent = ChoiceAgent(model, tokenizer, "cpu",
+                        {"generate/max_new_tokens": 7, "generate/top_p": 0.6, "generate/top_k": 0},
+                        {"batch_size": 3, "mini_batch_size": 2, "init_kl_coef": 0.3, "seed": 1},
+                        plugin_manager=bare_pm)
+    assert agent.generation.max_new_tokens == 7 and agent.generation.top_p == 0.6
+    assert agent.ppo_config.kl_coef == 0.3 and agent.ppo_config.batch_size == 3
+    with pytest.raises(ConfigError, match="mini_batch_size"):
+        ChoiceAgent(model, tokenizer, "cpu", None, {"mini_batch_size": 0}, plugin_manager=bare_pm)
+    with pytest.raises(ConfigError, match="did you mean 'generation.temperature'"):
+        ChoiceAgent(model, tokenizer, "cpu", {"temprature": 0.5}, plugin_manager=bare_pm)

@@ -1,0 +1,110 @@
+"""The PPO update: response-only log-probs under padding, reference by disabled adapters, learning direction,
+non-finite losses kept away from the weights."""
+
+import math
+
+import pytest
+import torch
+
+from llamagym.config import LoraConfig, PPOConfig
+from llamagym.episode import Episode, Turn
+from llamagym.errors import TrainingError
+from llamagym.models import add_lora
+from llamagym.trainer import PPOTrainer, Sample, make_batch
+from llamagym.value_head import AutoModelForCausalLMWithValueHead
+
+
+def _lora_policy(tiny):
+    model, tokenizer = tiny
+    return AutoModelForCausalLMWithValueHead(add_lora(model, LoraConfig(r=4, alpha=8))), tokenizer
+
+
+def test_response_logprobs_ignore_prompt_and_padding(tiny):
+    from trl.trainer.utils import selective_log_softmax
+
+    model, tokenizer = tiny
+    policy = AutoModelForCausalLMWithValueHead(model).eval()
+    samples = [Sample([5, 6, 7, 8, 9], [10, 11], 0.0, 0), Sample([5], [12, 13, 14], 0.0, 0)]
+    batch = make_batch(samples, tokenizer.pad_token_id, torch.device("cpu"))
+    assert batch.mask.tolist() == [[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    with torch.no_grad():
+        logits, values = policy.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k)
+        batched = selective_log_softmax(logits, batch.targets)
+        for row, sample in enumerate(samples):
+            ids = torch.tensor([sample.query + sample.response])
+            full = torch.log_softmax(model(ids).logits[0].float(), -1)
+            n = len(sample.response)
+            expected = full[-n - 1:-1].gather(-1, torch.tensor(sample.response)[:, None]).squeeze(-1)
+            assert torch.allclose(batched[row, -n:], expected, atol=1e-5)
+    assert values.shape == (2, 3)
+
+
+def _episodes(good, bad, reps=4):
+    prompt = [1, 30, 31, 32]
+    episodes = []
+    for _ in range(reps):
+        episodes.append(Episode([Turn(prompt, good, "good", None, 1, reward=1.0, env_reward=1.0)]))
+        episodes.append(Episode([Turn(prompt, bad, "bad", None, 0, reward=-1.0, env_reward=-1.0)]))
+    return episodes
+
+
+def _logprob(policy, tokens):
+    with torch.no_grad():
+        sample = Sample([1, 30, 31, 32], tokens, 0.0, 0)
+        batch = make_batch([sample], 0, torch.device("cpu"))
+        logits, _ = policy.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k)
+        return torch.log_softmax(logits, -1).gather(-1, batch.targets[..., None]).sum().item()
+
+
+def test_ppo_moves_probability_towards_rewarded_responses(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    trainer = PPOTrainer(policy, PPOConfig(learning_rate=3e-3, mini_batch_size=4, ppo_epochs=4),
+                         pad_token_id=tokenizer.pad_token_id)
+    good, bad = [40, 41], [50, 51]
+    before = _logprob(policy, good) - _logprob(policy, bad)
+    base_before = {n: p.detach().clone() for n, p in policy.named_parameters() if "lora" not in n}
+    stats = trainer.step(_episodes(good, bad))
+    after = _logprob(policy, good) - _logprob(policy, bad)
+    assert after > before + 0.1
+    assert stats["ppo/kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA B starts at zero: policy == reference
+    for name, param in policy.named_parameters():
+        if name in base_before and "v_head" not in name:
+            assert torch.equal(param, base_before[name]), f"{name} is frozen and must not change"
+
+
+def test_reference_is_the_model_with_adapters_disabled(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    trainer = PPOTrainer(policy, PPOConfig(learning_rate=1e-2, mini_batch_size=8, ppo_epochs=2),
+                         pad_token_id=tokenizer.pad_token_id)
+    assert trainer.ref_model is None  # no second copy of the weights
+    episodes = _episodes([40, 41], [50, 51])
+    trainer.step(episodes)
+    stats = trainer.step(episodes)
+    assert stats["ppo/kl"] != 0.0
+
+
+def test_nonfinite_rewards_skip_the_update_and_then_stop(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    trainer = PPOTrainer(policy, PPOConfig(max_nonfinite_updates=2), pad_token_id=tokenizer.pad_token_id)
+    episodes = _episodes([40], [50])
+    episodes[0].turns[0].reward = math.nan
+    before = [p.detach().clone() for p in policy.trainable_parameters()]
+    stats = trainer.step(episodes)
+    assert stats["ppo/skipped_update"] == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.trainable_parameters()))
+    with pytest.raises(TrainingError, match="2 updates in a row"):
+        trainer.step(episodes)
+
+
+def test_advantages_are_float32_and_cross_turns(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    trainer = PPOTrainer(policy, PPOConfig(whiten_advantages=False, kl_coef=0.0, lam=1.0, gamma=1.0),
+                         pad_token_id=tokenizer.pad_token_id)
+    episode = Episode([Turn([1, 2], [3, 4], "", None, 0, reward=0.0), Turn([1, 2, 3, 4, 5], [6], "", None, 0,
+                                                                            reward=2.0)])
+    samples = [Sample(t.query_ids, t.response_ids, t.reward, 0) for t in episode.turns]
+    trainer._score(samples)
+    trainer._advantages(samples, 1)
+    assert samples[0].advantages.dtype == torch.float32
+    # value head starts at zero, lam = gamma = 1: every token's advantage is the episode's final reward
+    assert torch.allclose(torch.cat([s.advantages for s in samples]), torch.tensor([2.0, 2.0, 2.0]))
