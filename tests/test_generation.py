@@ -1,9 +1,11 @@
 """The batched sampler: greedy output equals transformers' generate, padding changes nothing, early stops."""
 
+import pytest
 import torch
 
 from llamagym.config import GenerationConfig
-from llamagym.generation import choose_tokens, sample_responses
+from llamagym.generation import choose_tokens, sample_responses, shared_prefix_length
+from llamagym.value_head import AutoModelForCausalLMWithValueHead
 
 
 def _prompts(tokenizer):
@@ -15,7 +17,7 @@ def test_greedy_matches_transformers_generate(tiny):
     model, tokenizer = tiny
     settings = GenerationConfig(max_new_tokens=6, do_sample=False)
     prompts = _prompts(tokenizer)
-    responses = sample_responses(model, prompts, settings, eos_token_ids=set(), pad_token_id=tokenizer.pad_token_id)
+    responses = sample_responses(AutoModelForCausalLMWithValueHead(model), prompts, settings, eos_token_ids=set(), pad_token_id=tokenizer.pad_token_id)
     for prompt, response in zip(prompts, responses):
         out = model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=None)
@@ -23,17 +25,29 @@ def test_greedy_matches_transformers_generate(tiny):
         assert response.stop_reason == "length"
 
 
-def test_batch_equals_one_by_one(tiny):
+@pytest.mark.parametrize("shared", [0, 12])
+def test_batch_equals_one_by_one(tiny, shared):
+    """Left padding and a shared prefix computed once change nothing (float32)."""
     model, tokenizer = tiny
+    policy = AutoModelForCausalLMWithValueHead(model)
     settings = GenerationConfig(max_new_tokens=5, do_sample=False)
-    prompts = _prompts(tokenizer)
-    batched = sample_responses(model, prompts, settings, eos_token_ids=set(), pad_token_id=0)
-    single = [sample_responses(model, [p], settings, eos_token_ids=set(), pad_token_id=0)[0] for p in prompts]
+    head = list(range(40, 40 + shared))
+    prompts = [head + p for p in _prompts(tokenizer)]
+    assert shared_prefix_length(prompts) == shared
+    batched = sample_responses(policy, prompts, settings, eos_token_ids=set(), pad_token_id=0)
+    single = [sample_responses(policy, [p], settings, eos_token_ids=set(), pad_token_id=0)[0] for p in prompts]
     assert [r.token_ids for r in batched] == [r.token_ids for r in single]
+
+
+def test_shared_prefix_length_leaves_a_token_per_row():
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert shared_prefix_length([[1], [2]]) == 0
 
 
 def test_rows_stop_at_eos_or_when_complete(tiny):
     model, tokenizer = tiny
+    model = AutoModelForCausalLMWithValueHead(model)
     settings = GenerationConfig(max_new_tokens=8, do_sample=False)
     prompts = _prompts(tokenizer)
     free = sample_responses(model, prompts, settings, eos_token_ids=set(), pad_token_id=0)

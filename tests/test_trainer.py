@@ -108,3 +108,24 @@ def test_advantages_are_float32_and_cross_turns(tiny):
     assert samples[0].advantages.dtype == torch.float32
     # value head starts at zero, lam = gamma = 1: every token's advantage is the episode's final reward
     assert torch.allclose(torch.cat([s.advantages for s in samples]), torch.tensor([2.0, 2.0, 2.0]))
+
+
+def test_shared_prefix_changes_no_logprob_or_value(tiny):
+    from trl.trainer.utils import selective_log_softmax
+
+    policy, tokenizer = _lora_policy(tiny)
+    policy.eval()
+    torch.nn.init.normal_(policy.v_head.weight)  # a zero head would hide differences in the values
+    head = list(range(60, 72))  # 12 tokens every sample shares (a system prompt)
+    samples = [Sample(head + [5, 6, 7], [10, 11], 0.0, 0), Sample(head + [8], [12, 13, 14], 0.0, 0),
+               Sample(head + [9, 9], [15], 0.0, 0)]
+    out = {}
+    for prefix_length in (0, 12):
+        batch = make_batch(samples, 0, torch.device("cpu"), prefix_length)
+        assert (batch.prefix_ids is not None) == bool(prefix_length)
+        with torch.no_grad():
+            logits, values = policy.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k,
+                                                               batch.prefix_ids)
+        out[prefix_length] = (selective_log_softmax(logits, batch.targets) * batch.mask, values * batch.mask)
+    assert torch.allclose(out[0][0], out[12][0], atol=1e-5)
+    assert torch.allclose(out[0][1], out[12][1], atol=1e-5)

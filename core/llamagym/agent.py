@@ -137,7 +137,7 @@ class Agent:
         prompts = [self._prompt_ids(slot, observations[slot]) for slot in slots]
         with self.autocast():
             responses = sample_responses(
-                self.model.pretrained_model, prompts, self.generation, eos_token_ids=self.eos_token_ids,
+                self.model, prompts, self.generation, eos_token_ids=self.eos_token_ids,
                 pad_token_id=self.tokenizer.pad_token_id, is_complete=self._is_complete)
         actions = {}
         for slot, prompt, response in zip(slots, prompts, responses):

@@ -1,19 +1,22 @@
 """Batched sampling with a KV cache: one forward per new token for all prompts, rows leave as they finish.
 
 Written here rather than through `model.generate` so that a row that has finished (end-of-turn token, or an
-agent saying its response already holds an action) is dropped from the batch at once, and so that exactly the
-sampled token ids come back: the PPO update trains on them, never on re-tokenised text.
+agent saying its response already holds an action) is dropped from the batch at once, so that a prompt prefix all
+rows share (system prompt, chat template) is computed once, and so that exactly the sampled token ids come back:
+the PPO update trains on them, never on re-tokenised text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .config import GenerationConfig
-from .value_head import position_ids_from_mask
+
+MIN_SHARED_PREFIX = 8  # below this many shared tokens the separate prefix pass is not worth it
 
 
 @dataclass
@@ -37,6 +40,31 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.devi
     return ids.to(device), mask.to(device)
 
 
+def shared_prefix_length(sequences: Sequence[Sequence[int]], keep: int = 1) -> int:
+    """Length of the prefix all sequences share, leaving at least `keep` tokens of each after it."""
+    if not sequences:
+        return 0
+    limit = min(len(s) for s in sequences) - keep
+    first = sequences[0]
+    length = 0
+    while length < limit and all(s[length] == first[length] for s in sequences):
+        length += 1
+    return max(length, 0)
+
+
+def split_shared_prefix(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str,
+                        keep: int = 1, enabled: bool = True
+                        ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """(prefix ids (1, P) or None, left-padded rest (B, L), attention mask (B, P + L))."""
+    length = shared_prefix_length(sequences, keep) if enabled and len(sequences) > 1 else 0
+    if length < MIN_SHARED_PREFIX:
+        ids, mask = left_pad(sequences, pad_id, device)
+        return None, ids, mask
+    prefix = torch.as_tensor([list(sequences[0][:length])], dtype=torch.long, device=device)
+    ids, mask = left_pad([s[length:] for s in sequences], pad_id, device)
+    return prefix, ids, torch.cat([mask.new_ones((len(sequences), length)), mask], dim=1)
+
+
 def choose_tokens(logits: torch.Tensor, settings: GenerationConfig, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
     """Pick one token per row: greedy, or sampled after temperature, top-k and top-p."""
@@ -48,36 +76,34 @@ def choose_tokens(logits: torch.Tensor, settings: GenerationConfig, generator: t
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if settings.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_logits.softmax(-1) >= settings.top_p  # keep the token that crosses top_p
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs >= settings.top_p  # keep the token that crosses top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
 
 
 @torch.no_grad()
-def sample_responses(model: torch.nn.Module, prompts: Sequence[Sequence[int]], settings: GenerationConfig, *,
+def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: GenerationConfig, *,
                      eos_token_ids: set[int], pad_token_id: int,
                      is_complete: Callable[[int, list[int]], bool] | None = None,
                      generator: torch.Generator | None = None) -> list[Response]:
-    """Generate one response per prompt with a causal LM (`model` returns `.logits`).
+    """Generate one response per prompt with `policy` (an `AutoModelForCausalLMWithValueHead`).
 
     `is_complete(row, token_ids)` is asked after each new token; True ends that row early.
     """
     from transformers import DynamicCache
 
-    device = next(model.parameters()).device
-    input_ids, attention_mask = left_pad(prompts, pad_token_id, device)
-    position_ids = position_ids_from_mask(attention_mask)
-    cache = DynamicCache()
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    device = policy.device
+    prefix, input_ids, attention_mask = split_shared_prefix(prompts, pad_token_id, device,
+                                                            enabled=policy.splits_decoder)
+    cache = policy.prefix_cache(prefix, len(prompts)) if prefix is not None else DynamicCache()
+    hidden = policy.hidden_states(input_ids, attention_mask, cache=cache)
+    next_position = (attention_mask.sum(-1, keepdim=True) - 1)  # position of each row's last token
     tokens: list[list[int]] = [[] for _ in prompts]
     reasons = ["length"] * len(prompts)
     rows = list(range(len(prompts)))  # batch position -> prompt index
-    next_position = position_ids[:, -1:]
     for step in range(settings.max_new_tokens):
-        chosen = choose_tokens(logits.float(), settings, generator).tolist()
+        chosen = choose_tokens(policy.next_token_logits(hidden), settings, generator).tolist()
         keep = []
         for batch_pos, (row, token) in enumerate(zip(rows, chosen)):
             tokens[row].append(token)
@@ -97,6 +123,5 @@ def sample_responses(model: torch.nn.Module, prompts: Sequence[Sequence[int]], s
             rows = [rows[i] for i in keep]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=-1)
         next_position = next_position + 1
-        logits = model(input_ids=next_ids, attention_mask=attention_mask, position_ids=next_position,
-                       cache=cache, use_cache=True).logits[:, -1, :]
+        hidden = policy.hidden_states(next_ids, attention_mask, cache=cache, position_ids=next_position)
     return [Response(t, r) for t, r in zip(tokens, reasons)]

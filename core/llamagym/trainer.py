@@ -17,7 +17,7 @@ from . import ppo
 from .config import PPOConfig
 from .episode import Episode
 from .errors import TrainingError
-from .generation import left_pad
+from .generation import MIN_SHARED_PREFIX, left_pad, shared_prefix_length
 from .value_head import AutoModelForCausalLMWithValueHead
 
 
@@ -42,25 +42,35 @@ class Sample:
 
 @dataclass
 class Batch:
-    """Left-padded sequences; `mask` marks the response tokens among the last K positions."""
+    """Left-padded sequences after an optional shared prefix; `mask` marks the response tokens among the last K
+    positions."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
+    prefix_ids: torch.Tensor | None = None
 
     @property
     def k(self) -> int:
         return self.targets.shape[1]
 
 
-def make_batch(samples: Sequence[Sample], pad_token_id: int, device: torch.device) -> Batch:
-    ids, attention = left_pad([s.query + s.response for s in samples], pad_token_id, device)
+def make_batch(samples: Sequence[Sample], pad_token_id: int, device: torch.device, prefix_length: int = 0
+               ) -> Batch:
+    """Stack samples; the first `prefix_length` tokens (shared by all, prompt only) are kept apart as a prefix."""
+    prefix = None
+    if prefix_length >= MIN_SHARED_PREFIX:
+        prefix = torch.tensor([samples[0].query[:prefix_length]], dtype=torch.long, device=device)
+    ids, attention = left_pad([(s.query + s.response)[prefix_length if prefix is not None else 0:]
+                               for s in samples], pad_token_id, device)
+    if prefix is not None:
+        attention = torch.cat([attention.new_ones((len(samples), prefix_length)), attention], dim=1)
     k = max(len(s.response) for s in samples)
     mask = torch.zeros((len(samples), k), device=device)
     for row, sample in enumerate(samples):
         mask[row, k - len(sample.response):] = 1.0
-    return Batch(ids, attention, ids[:, -k:], mask)
+    return Batch(ids, attention, ids[:, -k:], mask, prefix)
 
 
 def stack_right(tensors: Sequence[torch.Tensor], k: int, device: torch.device) -> torch.Tensor:
@@ -105,6 +115,7 @@ class PPOTrainer:
             model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.updates = 0
         self.nonfinite_updates = 0
+        self.prefix_length = 0
 
     @staticmethod
     def _reference_copy(model: AutoModelForCausalLMWithValueHead) -> AutoModelForCausalLMWithValueHead:
@@ -127,6 +138,7 @@ class PPOTrainer:
                    for e, episode in enumerate(episodes) for t in episode.turns if t.response_ids]
         if not samples:
             return {}
+        self.prefix_length = self._shared_prefix(samples)
         self._score(samples)
         kl_stats = self._advantages(samples, len(episodes))
         if not all(torch.isfinite(s.advantages).all() for s in samples):
@@ -139,9 +151,20 @@ class PPOTrainer:
         self.updates += 1
         stats.update(kl_stats)
         stats.update({"ppo/kl_coef": self.kl_controller.value, "ppo/samples": len(samples),
+                      "ppo/shared_prefix_tokens": self.prefix_length,
                       "ppo/tokens": sum(len(s.response) for s in samples), "ppo/update": self.updates,
                       "time/ppo_s": time.perf_counter() - started})
         return stats
+
+    def _shared_prefix(self, samples: list[Sample]) -> int:
+        """The prompt prefix every sample of this update shares (system prompt, template), computed once per
+        forward pass instead of once per sample; one length per update keeps every pass's numerics identical."""
+        if not self.model.splits_decoder or self.config.gradient_checkpointing:
+            return 0  # checkpointed layers run without a KV cache
+        return shared_prefix_length([s.query for s in samples], keep=1)
+
+    def _batch(self, samples: Sequence[Sample]) -> Batch:
+        return make_batch(samples, self.pad_token_id, self.device, self.prefix_length)
 
     def _skip_update(self, reason: str, started: float) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -160,7 +183,7 @@ class PPOTrainer:
         size = self.config.forward_batch_size
         for start in range(0, len(ordered), size):
             chunk = ordered[start:start + size]
-            batch = make_batch(chunk, self.pad_token_id, self.device)
+            batch = self._batch(chunk)
             logprobs, values, _ = self._forward(self.model, batch)
             ref_logprobs = self._reference_logprobs(batch)
             for row, sample in enumerate(chunk):
@@ -180,7 +203,8 @@ class PPOTrainer:
         from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
         with self.autocast():
-            logits, values = model.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k)
+            logits, values = model.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k,
+                                                              batch.prefix_ids)
         logits = logits / self.temperature
         logprobs = selective_log_softmax(logits, batch.targets)
         entropy = entropy_from_logits(logits) if with_entropy else None
@@ -259,7 +283,7 @@ class PPOTrainer:
 
     def _minibatch_loss(self, minibatch: list[Sample]) -> dict[str, float]:
         cfg = self.config
-        batch = make_batch(minibatch, self.pad_token_id, self.device)
+        batch = self._batch(minibatch)
         logprobs, values, entropy = self._forward(self.model, batch, with_entropy=True)
         old_logprobs = stack_right([s.old_logprobs for s in minibatch], batch.k, self.device)
         old_values = stack_right([s.values for s in minibatch], batch.k, self.device)

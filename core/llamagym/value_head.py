@@ -96,13 +96,15 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
         return out.logits, None, values
 
     def response_logits_and_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                                   num_response_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+                                   num_response_tokens: int, prefix_ids: torch.Tensor | None = None
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (float32) and values for the last `num_response_tokens` positions of left-padded sequences.
 
         Entry j scores the token at position ``L - K + j`` from the hidden state before it, so the vocabulary
-        projection runs on K positions only, not on the whole prompt.
+        projection runs on K positions only. With `prefix_ids` (1, P), a prefix every row shares, `input_ids` holds
+        only what follows it and `attention_mask` covers prefix and rest: the prefix is computed once, not per row.
         """
-        hidden = self._last_hidden_state(input_ids, attention_mask)
+        hidden = self.hidden_states(input_ids, attention_mask, prefix_ids)
         k = num_response_tokens
         hidden = hidden[:, -k - 1:-1]
         head = self.base_model.get_output_embeddings()
@@ -111,16 +113,57 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
             values = self.v_head(hidden.float()).squeeze(-1)
         return logits, values
 
-    def _last_hidden_state(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        position_ids = position_ids_from_mask(attention_mask)
-        decoder = self.base_model.get_decoder() if hasattr(self.base_model, "get_decoder") else None
-        if decoder is not None and decoder is not self.base_model:
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      prefix_ids: torch.Tensor | None = None, cache: Any = None,
+                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Last-layer hidden states of `input_ids`, after an optional shared prefix or a KV `cache` (which the
+        call extends). Positions default to counting the unpadded tokens after an unpadded cached part."""
+        decoder = self.decoder
+        if prefix_ids is not None:
+            cache = self.prefix_cache(prefix_ids, input_ids.shape[0])
+        if cache is not None:
+            if position_ids is None:
+                past = cache.get_seq_length()
+                position_ids = past + position_ids_from_mask(attention_mask[:, past:])
             out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          use_cache=False)
+                          cache=cache, use_cache=True)
             return out.last_hidden_state
+        position_ids = position_ids_from_mask(attention_mask) if position_ids is None else position_ids
+        if decoder is not self.base_model:
+            return decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           use_cache=False).last_hidden_state
         out = self.pretrained_model(input_ids=input_ids, attention_mask=attention_mask,
                                     position_ids=position_ids, output_hidden_states=True, use_cache=False)
         return out.hidden_states[-1]
+
+    def prefix_cache(self, prefix_ids: torch.Tensor, batch_size: int) -> Any:
+        """The KV cache of one shared prefix, computed once and repeated for `batch_size` rows."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        positions = torch.arange(prefix_ids.shape[1], device=prefix_ids.device)[None]
+        self.decoder(input_ids=prefix_ids, position_ids=positions, cache=cache, use_cache=True)
+        cache.batch_repeat_interleave(batch_size)
+        return cache
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The transformer body without the vocabulary projection (the model itself if it cannot be split)."""
+        get_decoder = getattr(self.base_model, "get_decoder", None)
+        decoder = get_decoder() if get_decoder is not None else None
+        return decoder if decoder is not None else self.base_model
+
+    @property
+    def splits_decoder(self) -> bool:
+        """Whether the body runs apart from the head (needed for KV caches and shared prefixes)."""
+        return self.decoder is not self.base_model
+
+    def next_token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Float32 next-token logits from the hidden state of each row's last position."""
+        last = hidden[:, -1]
+        head = self.base_model.get_output_embeddings()
+        with torch.autocast(device_type=last.device.type, enabled=False):
+            return head(last.to(head.weight.dtype)).float()
 
     def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.pretrained_model.generate(*args, **kwargs)

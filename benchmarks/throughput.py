@@ -1,0 +1,190 @@
+"""Rollout and PPO throughput on Blackjack-v1: the sequential seed-style loop against the batched engine, in one
+process on one model, with the raw forward-pass ceiling of this machine for scale.
+
+    python benchmarks/throughput.py                      # embedded default model, 64 episodes per loop
+    python benchmarks/throughput.py --episodes 32 --model PATH --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import gymnasium as gym
+import torch
+
+from common import machine, peak_rss_gib, print_table, timer, write_json
+from llamagym import Agent
+from llamagym.config import LoraConfig
+from llamagym.models import load_model
+from llamagym.plugins import build_plugin_manager
+from llamagym.precision import autocast_factory, resolve_precision
+from llamagym.rollout import RolloutEngine, episode_seed
+from llamagym_blackjack.agent import BlackjackAgent
+
+
+class SeedBlackjackAgent(Agent):
+    """The seed's agent, exactly as LlamaGym users write it."""
+
+    def get_system_prompt(self) -> str: return "You are an expert blackjack player."
+    def format_observation(self, observation) -> str: return f"Your current total is {observation[0]}"
+    def extract_action(self, response: str): return 0 if "stay" in response else 1
+
+
+NO_TRAINING = {"batch_size": 10**9}
+ENGINE_GENERATION = {"max_new_tokens": 6, "max_history_turns": 1}
+
+
+def sequential_loop(agent: Agent, episodes: int, seed: int) -> dict[str, float]:
+    """The seed's loop: one env, one `act` per step."""
+    env = gym.make("Blackjack-v1")
+    agent.action_space = env.action_space
+    steps = 0
+    tokens_before, prompt_tokens = agent.counters["generated_tokens"], 0
+    with timer() as t:
+        for index in range(episodes):
+            observation, _ = env.reset(seed=episode_seed(seed, index, evaluation=True))
+            done = False
+            while not done:
+                action = agent.act(observation)
+                prompt_tokens += len(agent.current_episode().turns[-1].query_ids)
+                observation, reward, terminated, truncated, _ = env.step(action)
+                agent.assign_reward(reward)
+                done = terminated or truncated
+                steps += 1
+            agent.end_episode()
+    return _rates(steps, agent.counters["generated_tokens"] - tokens_before, prompt_tokens, t["s"])
+
+
+def engine_loop(agent: Agent, episodes: int, seed: int, num_envs: int) -> tuple[dict[str, float], list]:
+    """The batched engine: `num_envs` copies, one generation per step for all of them."""
+    engine = RolloutEngine(agent, lambda: gym.make("Blackjack-v1"), num_envs, seed)
+    tokens_before = agent.counters["generated_tokens"]
+    kept: list = []
+    original_end = agent.end_episode
+
+    def keep_episode(slot=0):
+        episode = original_end(slot)
+        if episode is not None:
+            kept.append(episode)
+        return episode
+
+    agent.end_episode = keep_episode
+    with timer() as t:
+        results = engine.run(episodes, learn=False)
+    agent.end_episode = original_end
+    steps = sum(r.turns for r in results)
+    prompt_tokens = sum(len(turn.query_ids) for e in kept for turn in e.turns)
+    return _rates(steps, agent.counters["generated_tokens"] - tokens_before, prompt_tokens, t["s"]), kept
+
+
+def _rates(steps: int, generated: int, prompt_tokens: int, seconds: float) -> dict[str, float]:
+    return {"env_steps": steps, "seconds": seconds, "env_steps_per_s": steps / seconds,
+            "generated_tokens_per_s": generated / seconds, "tokens_per_step": generated / max(steps, 1),
+            "processed_tokens_per_s": (generated + prompt_tokens) / seconds}
+
+
+def ceiling(model, device, precision: str, batch: int = 16, length: int = 64) -> float:
+    """Tokens per second of one batched forward pass (prefill) of the model: this machine's compute ceiling."""
+    autocast = autocast_factory(device, resolve_precision(precision, device))
+    ids = torch.randint(100, 1000, (batch, length), device=device)
+    mask = torch.ones_like(ids)
+    with torch.no_grad(), autocast():
+        model.hidden_states(ids, mask)
+        with timer() as t:
+            for _ in range(3):
+                model.hidden_states(ids, mask)
+    return batch * length * 3 / t["s"]
+
+
+def ppo_rate(agent: Agent, episodes: list, **overrides) -> dict[str, float]:
+    """PPO samples per second of one update on `episodes` (weights restored afterwards)."""
+    trainer = agent.trainer
+    saved_config, saved_autocast = trainer.config, trainer.autocast
+    state = {k: v.detach().clone() for k, v in agent.model.named_parameters() if v.requires_grad}
+    optimizer_state = trainer.optimizer.state_dict()
+    precision = overrides.pop("precision", None)
+    if precision:
+        trainer.autocast = autocast_factory(agent.device, resolve_precision(precision, agent.device))
+    trainer.config = dataclasses.replace(saved_config, **overrides)
+    try:
+        with timer() as t:
+            stats = trainer.step(episodes)
+    finally:
+        trainer.config, trainer.autocast = saved_config, saved_autocast
+        with torch.no_grad():
+            for name, param in agent.model.named_parameters():
+                if name in state:
+                    param.copy_(state[name])
+        trainer.optimizer.load_state_dict(optimizer_state)
+    return {"samples": stats["ppo/samples"], "seconds": t["s"], "ppo_samples_per_s": stats["ppo/samples"] / t["s"],
+            "shared_prefix_tokens": stats["ppo/shared_prefix_tokens"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--episodes", type=int, default=64, help="episodes per rollout loop")
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--skip-ablations", action="store_true", help="only the default PPO configuration")
+    parser.add_argument("--out", help="JSON path [default: benchmarks/results/throughput.json]")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    policy, tokenizer = load_model(args.model, LoraConfig())
+    pm = build_plugin_manager(load_entry_points=False)
+    common = {"plugin_manager": pm, "precision": args.precision, "seed": args.seed}
+    seed_agent = SeedBlackjackAgent(policy, tokenizer, args.device, None, NO_TRAINING, **common)
+    device = seed_agent.device
+    print(f"model {args.model} on {device}, precision {args.precision}, {torch.get_num_threads()} threads")
+    raw = ceiling(policy, device, args.precision)
+    rows = []
+    seq_seed = sequential_loop(seed_agent, args.episodes, args.seed)
+    rows.append({"loop": "sequential, seed-style agent (32 new tokens, full history)", **seq_seed})
+    same = BlackjackAgent(policy, tokenizer, args.device, ENGINE_GENERATION, {"batch_size": 64, "mini_batch_size": 32,
+                                                                            "ppo_epochs": 2}, **common)
+    seq_same = sequential_loop(same, args.episodes, args.seed)
+    rows.append({"loop": "sequential, engine's agent and settings", **seq_same})
+    batched, episodes = engine_loop(same, args.episodes, args.seed, args.num_envs)
+    rows.append({"loop": f"batched engine, {args.num_envs} envs", **batched})
+    for row in rows:
+        row["share_of_ceiling"] = row["processed_tokens_per_s"] / raw
+    columns = ["loop", "env_steps", "seconds", "env_steps_per_s", "generated_tokens_per_s", "tokens_per_step",
+               "share_of_ceiling"]
+    print_table(rows, columns)
+    ratio_seed = batched["env_steps_per_s"] / seq_seed["env_steps_per_s"]
+    ratio_same = batched["env_steps_per_s"] / seq_same["env_steps_per_s"]
+    print(f"\nraw ceiling (one batched forward, 16x64 tokens): {raw:.0f} tokens/s")
+    print(f"batched / sequential seed-style: {ratio_seed:.1f}x   batched / sequential same settings: {ratio_same:.1f}x")
+
+    ppo_rows = [{"ppo": "default (shared prefix, auto precision)", **ppo_rate(same, episodes)}]
+    if not args.skip_ablations:
+        ppo_rows.append({"ppo": "without the shared prefix", **_without_prefix(same, episodes)})
+        ppo_rows.append({"ppo": "float32", **ppo_rate(same, episodes, precision="fp32")})
+    print()
+    print_table(ppo_rows, ["ppo", "samples", "seconds", "ppo_samples_per_s", "shared_prefix_tokens"])
+    rss = peak_rss_gib()
+    print(f"\npeak resident memory: {rss:.2f} GiB")
+    out = write_json("throughput", {"machine": machine(), "args": vars(args), "raw_ceiling_tokens_per_s": raw,
+                                    "rollout": rows, "ppo": ppo_rows, "ratio_batched_over_seed_style": ratio_seed,
+                                    "ratio_batched_over_sequential_same_settings": ratio_same,
+                                    "peak_rss_gib": rss, "time": time.strftime("%Y-%m-%d %H:%M:%S")}, args.out)
+    print(f"wrote {out}")
+
+
+def _without_prefix(agent: Agent, episodes: list) -> dict[str, float]:
+    trainer = agent.trainer
+    original = trainer._shared_prefix
+    trainer._shared_prefix = lambda samples: 0
+    try:
+        return ppo_rate(agent, episodes)
+    finally:
+        trainer._shared_prefix = original
+
+
+if __name__ == "__main__":
+    main()
