@@ -166,3 +166,10 @@ def test_generate_and_ppo_dicts_accept_llamagym_keys(tiny, bare_pm):
         ChoiceAgent(model, tokenizer, "cpu", None, {"mini_batch_size": 0}, plugin_manager=bare_pm)
     with pytest.raises(ConfigError, match="did you mean 'generation.temperature'"):
         ChoiceAgent(model, tokenizer, "cpu", {"temprature": 0.5}, plugin_manager=bare_pm)
+
+
+def test_missing_cuda_is_a_clear_error(tiny, bare_pm, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, tokenizer = tiny
+    with pytest.raises(ConfigError, match="no CUDA GPU; use cpu or auto"):
+        ChoiceAgent(model, tokenizer, "cuda:0", plugin_manager=bare_pm)

@@ -20,9 +20,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"device {device!r} is not a torch device ({exc}); use auto, cpu, cuda or mps") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {str(device)!r} asked for, but this machine has no CUDA GPU; use cpu or auto")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {str(device)!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist")
+    return resolved
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -110,16 +110,24 @@ class PPOTrainer:
                                            weight_decay=config.weight_decay)
         self.kl_controller = (ppo.AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
                               if config.adaptive_kl else ppo.FixedKLController(config.kl_coef))
-        self.ref_model = None if model.is_peft_model else self._reference_copy(model)
+        self._ref_model: AutoModelForCausalLMWithValueHead | None = None
         if config.gradient_checkpointing:
             model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.updates = 0
         self.nonfinite_updates = 0
         self.prefix_length = 0
 
+    @property
+    def ref_model(self) -> AutoModelForCausalLMWithValueHead | None:
+        """The frozen reference for full fine-tuning, copied at the first update (an acting-only agent never
+        pays for it); None with LoRA, where the reference is the same weights with the adapters switched off."""
+        if self._ref_model is None and not self.model.is_peft_model:
+            self._ref_model = self._reference_copy(self.model)
+        return self._ref_model
+
     @staticmethod
     def _reference_copy(model: AutoModelForCausalLMWithValueHead) -> AutoModelForCausalLMWithValueHead:
-        """Full fine-tuning needs a frozen copy; with LoRA the adapters are switched off instead."""
+        """A frozen deep copy of the policy's language model."""
         try:
             from trl.experimental.utils import create_reference_model
         except ImportError:  # older trl 1.x
