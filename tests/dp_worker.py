@@ -5,7 +5,6 @@ episodes in updates 2 and 3, so the shares are uneven, then empty."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -46,7 +45,7 @@ def main(out: Path, model_dir: str) -> None:
     parallel_run.prepare_agent, parallel_run.train_step = recording_prepare, recording_step
     config = resolve_config({**SETTINGS, "model": model_dir}, use_preset=False)
     summary = train(config, out / "run", show_progress=False)
-    records.update(summary=summary, config=to_dict(dataclasses.replace(config)))
+    records.update(summary=summary, config=to_dict(config))
     torch.save(records, out / f"rank{rank}.pt")
 
 

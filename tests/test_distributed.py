@@ -84,10 +84,14 @@ def _replay(ranks, combine, updates=4):
                                    mini_batch_size=2 * config.ppo.mini_batch_size)
     trainer = PPOTrainer(policy, combined, pad_token_id=tokenizer.pad_token_id,
                          temperature=config.generation.temperature, seed=config.seed)
-    differences = []
-    for update0, update1 in list(zip(ranks[0]["updates"], ranks[1]["updates"]))[:updates]:
-        trainer.step(combine(update0["episodes"], update1["episodes"]))
-        differences.append(_max_difference(policy.trainable_parameters(), update0["weights"]))
+    differences, threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)  # a two-layer model gains nothing from threads, and they slow a busy machine down
+    try:
+        for update0, update1 in list(zip(ranks[0]["updates"], ranks[1]["updates"]))[:updates]:
+            trainer.step(combine(update0["episodes"], update1["episodes"]))
+            differences.append(_max_difference(policy.trainable_parameters(), update0["weights"]))
+    finally:
+        torch.set_num_threads(threads)
     return differences
 
 
