@@ -1,7 +1,8 @@
 """One process of a data-parallel test run, started by torchrun (`python -m torch.distributed.run --standalone
 --nproc-per-node 2 tests/dp_worker.py OUT MODEL_DIR`): a real `llamagym run` on a tiny model, recording on every
 process the episodes each PPO update used and the trainable weights after it. Process 1 holds back some of its
-episodes in updates 2 and 3, so the shares are uneven, then empty."""
+episodes in updates 2 and 3, so the shares are uneven, then empty; gradient accumulation and the early stop on
+`target_approx_kl` are on, so they too must agree across processes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from llamagym.runner import resolve_config, train
 
 SETTINGS = {"agent": "blackjack", "env": "Blackjack-v1", "episodes": 16, "num_envs": 2, "device": "cpu",
             "precision": "fp32", "checkpoint_every": 2, "seed": 3,
-            "ppo": {"batch_size": 2, "mini_batch_size": 2, "ppo_epochs": 2, "learning_rate": 0.01},
+            "ppo": {"batch_size": 2, "mini_batch_size": 1, "ppo_epochs": 3, "learning_rate": 0.01,
+                    "gradient_accumulation_steps": 2, "target_approx_kl": 0.001},
             "generation": {"max_new_tokens": 3}, "lora": {"r": 2, "alpha": 4}}
 
 

@@ -45,6 +45,8 @@ def test_adapters_are_identical_on_every_process_after_every_update(two_process_
     for update0, update1 in zip(rank0["updates"], rank1["updates"]):
         assert all(torch.equal(a, b) for a, b in zip(update0["weights"], update1["weights"]))
         assert update0["stats"]["ppo/kl"] == update1["stats"]["ppo/kl"]
+        assert update0["stats"]["ppo/epochs"] == update1["stats"]["ppo/epochs"]
+    assert any(u["stats"]["ppo/epochs"] < 3 for u in rank0["updates"])  # the early stop fired somewhere
     assert _max_difference(rank0["updates"][-1]["weights"], rank0["initial"]) > 1e-2  # training moved them
     # process 1 held back episodes: uneven shares in update 2, none at all in update 3
     assert [(len(a["episodes"]), len(b["episodes"])) for a, b in zip(rank0["updates"], rank1["updates"])] == \
