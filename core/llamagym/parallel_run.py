@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, build, to_dict
+from .distributed import init_data_parallel, process_device
 from .errors import UsageError
 from .registry import get_registry
 from .runner import (ADAPTER_DIR, CONFIG_FILE, EPISODES_FILE, METRICS_FILE, SUMMARY_FILE, RunningStats, build_agent,
@@ -82,7 +83,6 @@ def on_main(dp: Any, action: Callable[[], Any]) -> None:
 def train_parallel(config: RunConfig, output: Path | None = None, *, resume: bool = False, overwrite: bool = False,
                    show_progress: bool = True) -> dict[str, Any]:
     """`runner.train` for a process of a multi-process run; returns the run's summary on every process."""
-    from .distributed import init_data_parallel
     from .launch import check_launch_settings
 
     check_launch_settings()
@@ -112,7 +112,7 @@ class ParallelRun:
         from .checkpoint import latest_checkpoint, load_checkpoint
 
         config, dp = self.config, self.dp
-        agent = build_agent(dataclasses.replace(config, device=_device(config.device, dp.local_rank)))
+        agent = build_agent(dataclasses.replace(config, device=process_device(config.device, dp.local_rank)))
         checkpoint = latest_checkpoint(self.output) if self.resume else None
         if checkpoint is not None:
             self.state.update(load_checkpoint(checkpoint, agent))
@@ -145,8 +145,8 @@ class ParallelRun:
         self.pending.append({"episode": result.index * dp.world_size + dp.rank, "seed": result.seed,
                              "return": result.env_return, "turns": result.turns,
                              "invalid_turns": result.invalid_turns, "error": result.error, "process": dp.rank})
-        if self.bar is not None:
-            self.bar.update(dp.world_size)
+        if self.bar is not None:  # an estimate until the next sync counts every process's episodes
+            self.bar.update(max(0, min(dp.world_size, self.bar.total - self.bar.n)))
         if self.finished // self.agent.ppo_config.batch_size > self.updates_here:
             self._update()
 
@@ -229,12 +229,6 @@ class ParallelRun:
                        "adapter": str(self.output / ADAPTER_DIR)}
             (self.output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
         return self.dp.broadcast_object(summary)
-
-
-def _device(requested: str, local_rank: int) -> str:
-    from .distributed import process_device
-
-    return process_device(requested, local_rank)
 
 
 __all__ = ["train_parallel", "prepare_agent", "train_step", "process_seed"]
