@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
+from .backends import make_backend
 from .config import PPO_ALIASES, PPO_IGNORED, GenerationConfig, PPOConfig, build
 from .episode import Episode, Turn
 from .errors import ActionParseError, PluginError
-from .generation import sample_responses
 from .precision import autocast_factory, resolve_device, resolve_precision
 from .trainer import PPOTrainer
 from .value_head import AutoModelForCausalLMWithValueHead
@@ -60,6 +60,9 @@ class Agent:
     #: Text that opens every assistant turn (prefill), e.g. "My answer:". The model continues it; the prefix is
     #: part of the prompt (never trained on) and of the response text that `extract_action` reads.
     response_prefix: str = ""
+    #: Train inside `terminate_episode` once `batch_size` episodes are stored. Data-parallel runs turn it off and
+    #: start each update themselves, when every process has finished the same number of episodes.
+    train_when_batch_full: bool = True
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, device: str | torch.device | None = None,
                  generate_config_dict: Mapping[str, Any] | None = None,
@@ -70,6 +73,7 @@ class Agent:
         self.model.eval()
         self.tokenizer = prepare_tokenizer(tokenizer)
         self.generation = parse_generate_config(generate_config_dict)
+        self.generator = make_backend(self.generation.backend)
         self.ppo_config = build(PPOConfig, dict(ppo_config_dict or {}), "ppo.", PPO_ALIASES, PPO_IGNORED)
         self.autocast = autocast_factory(self.device, resolve_precision(precision, self.device))
         self.action_space = action_space
@@ -135,10 +139,7 @@ class Agent:
         """`act` for several slots at once, answered by one batched generation."""
         slots = list(observations)
         prompts = [self._prompt_ids(slot, observations[slot]) for slot in slots]
-        with self.autocast():
-            responses = sample_responses(
-                self.model, prompts, self.generation, eos_token_ids=self.eos_token_ids,
-                pad_token_id=self.tokenizer.pad_token_id, is_complete=self._is_complete)
+        responses = self.generator.generate(self, prompts, self._is_complete)
         actions = {}
         for slot, prompt, response in zip(slots, prompts, responses):
             actions[slot] = self._record_turn(slot, observations[slot], prompt, response.token_ids)
@@ -162,7 +163,7 @@ class Agent:
         episode = self.end_episode(slot)
         if episode is not None and episode.turns:
             self.buffer.append(episode)
-        if len(self.buffer) >= self.ppo_config.batch_size:
+        if self.train_when_batch_full and len(self.buffer) >= self.ppo_config.batch_size:
             return self.train()
         return {}
 

@@ -72,6 +72,11 @@ class GenerationConfig:
     do_sample: bool = option(True, "sample (else greedy decoding)")
     max_history_turns: int = option(0, "keep only the last k turns of the conversation in the prompt (0: all)",
                                     min=0)
+    backend: str = option("transformers", "what samples the responses: transformers (the policy itself, any "
+                          "device) or vllm (a vLLM engine on the GPU, LoRA synced after each update)",
+                          choices=("transformers", "vllm"), flag="generation-backend")
+    vllm_gpu_memory: float = option(0.4, "share of the GPU's memory the vLLM engine may take (the rest is left "
+                                    "for training)", min=0.0, max=1.0, exclusive_min=True)
 
 
 @dataclass

@@ -31,11 +31,16 @@ def episode_seed(seed: int, index: int, evaluation: bool = False) -> int:
 
 
 class RolloutEngine:
-    """Runs `agent` on `num_envs` environment copies made by `make_env`."""
+    """Runs `agent` on `num_envs` environment copies made by `make_env`.
+
+    In process `process_index` of `num_processes` (data-parallel runs), this engine's episode i is episode
+    i × num_processes + process_index of the whole run and has that episode's seed, so no two processes share one.
+    """
 
     def __init__(self, agent: Any, make_env: Callable[[], Any], num_envs: int = 16, seed: int = 0,
-                 max_env_errors: int = 10):
+                 max_env_errors: int = 10, process_index: int = 0, num_processes: int = 1):
         self.agent, self.num_envs, self.seed = agent, num_envs, seed
+        self.process_index, self.num_processes = process_index, num_processes
         self.envs = [make_env() for _ in range(num_envs)]
         self.max_env_errors = max_env_errors
         if getattr(agent, "action_space", None) is None:
@@ -74,7 +79,7 @@ class RolloutEngine:
         """Reset env `slot` for episode `index`; an env that fails to reset is counted and skipped."""
         while True:
             try:
-                observation, _ = self.envs[slot].reset(seed=episode_seed(self.seed, index, not learn))
+                observation, _ = self.envs[slot].reset(seed=self.episode_seed(index, learn))
                 slots[slot] = (index, observation)
                 returns[slot] = 0.0
                 return index + 1
@@ -107,7 +112,11 @@ class RolloutEngine:
                 on_update(stats)
         turns = len(episode.turns) if episode is not None else 0
         invalid = episode.invalid_turns if episode is not None else 0
-        return EpisodeResult(index, episode_seed(self.seed, index, not learn), env_return, turns, invalid, error)
+        return EpisodeResult(index, self.episode_seed(index, learn), env_return, turns, invalid, error)
+
+    def episode_seed(self, index: int, learn: bool = True) -> int:
+        """The reset seed of this engine's episode `index` (its index in the whole run picks it)."""
+        return episode_seed(self.seed, index * self.num_processes + self.process_index, not learn)
 
     def _env_error(self, message: str) -> None:
         self.env_errors += 1

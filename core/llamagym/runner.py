@@ -145,6 +145,12 @@ class StopRun(Exception):
 def train(config: RunConfig, output: Path | None = None, *, resume: bool = False, overwrite: bool = False,
           show_progress: bool = True) -> dict[str, Any]:
     """Run training as `llamagym run` does; returns the summary also written to `summary.json`."""
+    from .launch import launched_world_size
+
+    if launched_world_size() > 1:  # started by accelerate launch, torchrun or `--num-processes`
+        from .parallel_run import train_parallel
+
+        return train_parallel(config, output, resume=resume, overwrite=overwrite, show_progress=show_progress)
     from tqdm.auto import tqdm
 
     from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model_dir

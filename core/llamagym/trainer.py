@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import ContextManager
+from typing import Any, ContextManager
 
 import torch
 
@@ -97,12 +97,16 @@ def length_grouped_minibatches(samples: Sequence[Sample], size: int, rng: random
 
 
 class PPOTrainer:
-    """Owns the optimiser and the KL controller; `step(episodes)` runs one PPO update and returns its stats."""
+    """Owns the optimiser and the KL controller; `step(episodes)` runs one PPO update and returns its stats.
+
+    `sync` (a `llamagym.global_batch.GlobalBatch`, None in one process) makes the update data-parallel: every
+    statistic, minibatch and gradient is then taken over the samples of all processes.
+    """
 
     def __init__(self, model: AutoModelForCausalLMWithValueHead, config: PPOConfig, *, pad_token_id: int,
                  temperature: float = 1.0, autocast: Callable[[], ContextManager] = nullcontext,
-                 seed: int = 0):
-        self.model, self.config = model, config
+                 seed: int = 0, sync: Any = None):
+        self.model, self.config, self.sync = model, config, sync
         self.pad_token_id, self.temperature, self.autocast = pad_token_id, temperature, autocast
         self.rng = random.Random(seed)
         learning_rate = config.learning_rate or (1e-4 if model.is_peft_model else 1e-5)
@@ -144,23 +148,26 @@ class PPOTrainer:
         started = time.perf_counter()
         samples = [Sample(t.query_ids, t.response_ids, float(t.reward), e)
                    for e, episode in enumerate(episodes) for t in episode.turns if t.response_ids]
-        if not samples:
+        n_samples, n_tokens = ((len(samples), sum(len(s.response) for s in samples)) if self.sync is None
+                               else self.sync.totals(samples))
+        if not n_samples:
             return {}
         self.prefix_length = self._shared_prefix(samples)
         self._score(samples)
         kl_stats = self._advantages(samples, len(episodes))
-        if not all(torch.isfinite(s.advantages).all() for s in samples):
+        finite = all(torch.isfinite(s.advantages).all() for s in samples)
+        if not (finite if self.sync is None else self.sync.all_finite(finite)):
             return self._skip_update("non-finite advantages", started)
         stats = self._optimise(samples)
         if stats.pop("ppo/finite_steps") == 0:
             return self._skip_update("non-finite loss or gradient in every minibatch", started)
         self.nonfinite_updates = 0
-        self.kl_controller.update(kl_stats["ppo/kl"], len(samples))
+        self.kl_controller.update(kl_stats["ppo/kl"], n_samples)
         self.updates += 1
         stats.update(kl_stats)
-        stats.update({"ppo/kl_coef": self.kl_controller.value, "ppo/samples": len(samples),
-                      "ppo/shared_prefix_tokens": self.prefix_length,
-                      "ppo/tokens": sum(len(s.response) for s in samples), "ppo/update": self.updates,
+        stats.update({"ppo/kl_coef": self.kl_controller.value, "ppo/samples": n_samples,
+                      "ppo/shared_prefix_tokens": self.prefix_length, "ppo/tokens": n_tokens,
+                      "ppo/update": self.updates,
                       "time/ppo_s": time.perf_counter() - started})
         return stats
 
@@ -245,7 +252,9 @@ class PPOTrainer:
                 sample.advantages = advantages[offset:offset + n]
                 sample.returns = returns[offset:offset + n]
                 offset += n
-        if cfg.whiten_advantages:
+        if cfg.whiten_advantages and self.sync is not None:
+            self.sync.whiten(samples)
+        elif cfg.whiten_advantages:
             flat = torch.cat([s.advantages for s in samples])
             whitened = ppo.masked_whiten(flat, torch.ones_like(flat))
             offset = 0
@@ -253,6 +262,8 @@ class PPOTrainer:
                 n = len(sample.response)
                 sample.advantages = whitened[offset:offset + n]
                 offset += n
+        if self.sync is not None:
+            return self.sync.advantage_stats(samples, kl_sums, non_score)
         return {"ppo/kl": sum(kl_sums) / len(kl_sums), "ppo/kl_reward": sum(non_score) / len(non_score),
                 "ppo/returns_mean": float(torch.cat([s.returns for s in samples]).mean()),
                 "ppo/values_mean": float(torch.cat([s.values for s in samples]).mean())}
@@ -265,7 +276,8 @@ class PPOTrainer:
         grad_norms: list[float] = []
         for _ in range(cfg.ppo_epochs):
             epochs_run += 1
-            batches = length_grouped_minibatches(samples, cfg.mini_batch_size, self.rng)
+            batches = (length_grouped_minibatches(samples, cfg.mini_batch_size, self.rng) if self.sync is None
+                       else self.sync.minibatches(samples, cfg.mini_batch_size, self.rng))
             epoch_kl, window_finite = [], True
             for index, minibatch in enumerate(batches):
                 stats = self._minibatch_loss(minibatch)
@@ -291,6 +303,8 @@ class PPOTrainer:
 
     def _minibatch_loss(self, minibatch: list[Sample]) -> dict[str, float]:
         cfg = self.config
+        if self.sync is not None and not minibatch:  # another process holds this whole minibatch
+            return self.sync.minibatch_stats(None, minibatch)
         batch = self._batch(minibatch)
         logprobs, values, entropy = self._forward(self.model, batch, with_entropy=True)
         old_logprobs = stack_right([s.old_logprobs for s in minibatch], batch.k, self.device)
@@ -303,17 +317,21 @@ class PPOTrainer:
         loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * mean_entropy
         finite = bool(torch.isfinite(loss))
         if finite:
-            (loss / cfg.gradient_accumulation_steps).backward()
-        return {"ppo/loss/policy": pg_loss.item(), "ppo/loss/value": vf_loss.item(), "ppo/loss/total": loss.item(),
+            weight = 1.0 if self.sync is None else minibatch.weight  # this process's share of the tokens
+            (loss * weight / cfg.gradient_accumulation_steps).backward()
+        stats = {"ppo/loss/policy": pg_loss.item(), "ppo/loss/value": vf_loss.item(), "ppo/loss/total": loss.item(),
                 "ppo/entropy": mean_entropy.item(), "ppo/clipfrac": float(pg_stats["clipfrac"]),
                 "ppo/approx_kl": float(pg_stats["approx_kl"]), "ppo/ratio": float(pg_stats["ratio_mean"]),
                 "ppo/value_clipfrac": float(vf_clipfrac), "_finite": float(finite)}
+        return stats if self.sync is None else self.sync.minibatch_stats(stats, minibatch)
 
     def _optimizer_step(self, losses_finite: bool) -> float | None:
         """Clip and apply the accumulated gradient; a non-finite loss or gradient is thrown away unapplied.
         Returns the gradient norm if the step was applied, else None."""
         norm = None
         if losses_finite:
+            if self.sync is not None:
+                self.sync.all_reduce_gradients(self.model.trainable_parameters())
             max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else math.inf
             norm = float(torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), max_norm))
             if math.isfinite(norm):

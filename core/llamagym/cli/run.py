@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,13 +22,17 @@ from .options import collect_flags, config_options
 @click.option("--overwrite", is_flag=True, help="replace an existing output directory")
 @click.option("--no-preset", is_flag=True, help="ignore the agent's recommended settings")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="data-parallel processes on this machine, one per GPU (or CPU gloo processes); each plays its "
+                   "own episodes and --episodes is the total (see docs/scaling.md)")
 @config_options
-def run_command(agent, env, config_file, output, resume_dir, overwrite, no_preset, quiet, **values):
+def run_command(agent, env, config_file, output, resume_dir, overwrite, no_preset, quiet, num_processes, **values):
     """Train AGENT on ENV with PPO; metrics, checkpoints and the adapter go to the output directory.
 
     Settings are layered: defaults < the agent's preset < --config file < flags.
     """
     from ..errors import UsageError
+    from ..launch import is_main_process
     from ..runner import config_from_run, resolve_config, train
 
     if resume_dir:
@@ -38,9 +43,29 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     else:
         flags = collect_flags({**values, "agent": agent, "env": env})
         config = resolve_config(flags, config_file, use_preset=not no_preset)
-    summary = train(config, Path(output) if output else None, resume=bool(resume_dir), overwrite=overwrite,
-                    show_progress=not quiet)
+    if num_processes > 1:
+        summary = _launch(num_processes, config, output, bool(resume_dir), overwrite, quiet)
+    else:
+        summary = train(config, Path(output) if output else None, resume=bool(resume_dir), overwrite=overwrite,
+                        show_progress=not quiet)
+    if not is_main_process():
+        return
     state = "interrupted after" if summary["interrupted"] else "trained"
     click.echo(f"{state} {summary['episodes']} episodes, {summary['updates']} updates in "
                f"{summary['wall_time_s']:.0f}s; return over the last 100 episodes {summary['last_100_return']:+.3f}")
     click.echo(f"adapter saved to {summary['adapter']}")
+
+
+def _launch(num_processes: int, config: Any, output: str | None, resume: bool, overwrite: bool, quiet: bool
+            ) -> dict[str, Any]:
+    """Check what can be checked here (output directory, model), then start the processes."""
+    from ..launch import launch
+    from ..models import resolve_model_source
+    from ..runner import default_output, prepare_output
+
+    output = Path(output) if output else default_output(config)
+    prepare_output(output, resume, overwrite)
+    resolve_model_source(config.model)
+    verbose = click.get_current_context().find_root().params.get("verbose", False)
+    return launch(num_processes, config, output, resume=resume, overwrite=overwrite, show_progress=not quiet,
+                  verbose=verbose)
