@@ -7,6 +7,8 @@ import os
 import pytest
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# tiny models: thread start-up and synchronisation cost more than the arithmetic (inherited by subprocesses)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
