@@ -33,6 +33,9 @@ class TextGameAgent(Agent):
 class FrozenLakeAgent(TextGameAgent):
     """Crosses FrozenLake: answers left, down, right or up."""
 
+    # SmolLM2-135M continues "I move" with a direction (16 of 16 lake positions, greedy), but "My action:" with a
+    # description of where it stands (0 of 16)
+    response_prefix = "I move"
     words = {move: action for action, move in enumerate(FROZENLAKE_MOVES)}
     instructions = ("You cross a frozen lake to reach the goal without falling into a hole. "
                     "Each turn, answer with one word: left, down, right or up.")
@@ -41,6 +44,7 @@ class FrozenLakeAgent(TextGameAgent):
 class TaxiAgent(TextGameAgent):
     """Drives the Taxi: answers south, north, east, west, pickup or dropoff."""
 
-    words = {word: action for action, word in enumerate(TAXI_ACTIONS)}
+    # small models write "pick up the passenger" more often than "pickup"
+    words = {**{word: action for action, word in enumerate(TAXI_ACTIONS)}, "pick up": 4, "drop off": 5}
     instructions = ("You drive a taxi: pick the passenger up, then drop them off at their destination. "
                     "Each turn, answer with one word: south, north, east, west, pickup or dropoff.")

@@ -66,15 +66,16 @@ def test_no_plan_from_a_hole():
 
 
 @pytest.mark.parametrize("agent_class, response, action", [
-    (FrozenLakeAgent, "My action: down", 1), (FrozenLakeAgent, "My action: Up, then left", 3),
-    (TaxiAgent, "My action: pickup", 4), (TaxiAgent, "My action: go WEST", 3)])
+    (FrozenLakeAgent, "I move down", 1), (FrozenLakeAgent, "I move Up, then left", 3),
+    (TaxiAgent, "My action: pickup", 4), (TaxiAgent, "My action: go WEST", 3),
+    (TaxiAgent, "My action: pick up the passenger", 4), (TaxiAgent, "My action: drop off", 5)])
 def test_agents_read_their_action_words(llamagym_tiny, llamagym_plugin_manager, agent_class, response, action):
     model, tokenizer = llamagym_tiny
     agent = agent_class(model, tokenizer, "cpu", plugin_manager=llamagym_plugin_manager)
     assert agent.extract_action(response) == action
-    assert agent.response_complete(response) and not agent.response_complete("My action: I think")
+    assert agent.response_complete(response) and not agent.response_complete(f"{agent.response_prefix} I think")
     with pytest.raises(ActionParseError):
-        agent.extract_action("My action: jump")
+        agent.extract_action(f"{agent.response_prefix} jump")
 
 
 def test_a_tiny_model_plays_and_trains_frozenlake(llamagym_tiny, registry):
