@@ -48,7 +48,7 @@ def tracker_names(report_to: str) -> list[str]:
             continue
         if name not in TRACKERS:
             raise UnknownNameError("tracker", name, [*TRACKERS, "none"],
-                                   "pass a comma-separated list to --report-to", label="choose from")
+                                   "Pass a comma-separated list to --report-to", label="choose from")
         module, extra = TRACKERS[name]
         if module is not None and importlib.util.find_spec(module) is None:
             raise UsageError(f"--report-to {name} needs the {module} package: pip install 'llamagym[{extra}]'")
