@@ -79,12 +79,16 @@ def test_wandb_offline_run_records_the_metrics_and_keeps_its_id_on_resume(tmp_pa
         monkeypatch.setenv(variable, str(tmp_path / "wandb-home"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    import wandb
+
     log_rows("wandb", tmp_path / "run")
+    wandb.teardown()  # the service writes the offline file in the background; wait for it before reading
     run_id = (tmp_path / "run" / loggers.WANDB_ID_FILE).read_text()
     [record] = (tmp_path / "run" / "wandb").glob(f"offline-run-*/run-{run_id}.wandb")
     data = record.read_bytes()
     assert b"env/return_mean" in data and b"ppo/kl" in data and b"kl_coef" in data
     log_rows("wandb", tmp_path / "run", [{"update": 3, "ppo/kl": 0.1}], resume_step=2)
+    wandb.teardown()
     assert (tmp_path / "run" / loggers.WANDB_ID_FILE).read_text() == run_id
     records = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert {r.name for r in records} == {f"run-{run_id}.wandb"}  # the resumed run logs under the same id
