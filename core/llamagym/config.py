@@ -108,6 +108,8 @@ class RunConfig:
     precision: str = option("auto", "autocast: auto (bf16 where the device is fast at it), fp32, bf16, fp16",
                             choices=("auto", "fp32", "bf16", "fp16"))
     checkpoint_every: int = option(10, "updates between checkpoints (0: only at the end)", min=0)
+    report_to: str = option("jsonl", "experiment trackers, comma-separated: jsonl, tensorboard, wandb, mlflow "
+                                     "(metrics.jsonl is always written)")
     ppo: PPOConfig = field(default_factory=PPOConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)

@@ -154,10 +154,12 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
     from tqdm.auto import tqdm
 
     from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model_dir
+    from .loggers import open_loggers, tracker_names
     from .metrics import JsonlWriter, read_jsonl, truncate_jsonl
 
     output = Path(output) if output else default_output(config)
     env_spec = get_registry().env(config.env)
+    tracker_names(config.report_to)  # an unknown or missing tracker fails before anything is written
     prepare_output(output, resume, overwrite)
     if resume:
         config = build(RunConfig, json.loads((output / CONFIG_FILE).read_text())["config"])
@@ -171,7 +173,8 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
         (output / CONFIG_FILE).write_text(json.dumps({"config": to_dict(config)}, indent=2))
     truncate_jsonl(output / METRICS_FILE, state["metrics_rows"])
     truncate_jsonl(output / EPISODES_FILE, state["episode_rows"])
-    metrics, episodes_log = JsonlWriter(output / METRICS_FILE), JsonlWriter(output / EPISODES_FILE)
+    metrics = open_loggers(config.report_to, output, to_dict(config), state["updates"] if resume else None)
+    episodes_log = JsonlWriter(output / EPISODES_FILE)
     engine = make_engine(agent, env_spec, config)
     running = RunningStats()
     for row in read_jsonl(output / EPISODES_FILE)[-100:]:
@@ -197,8 +200,8 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
 
     def on_update(stats: dict[str, float]) -> None:
         state["updates"] += 1
-        metrics.write({"update": state["updates"], "episodes": state["episodes"],
-                       "time_s": time.perf_counter() - started, **stats})
+        metrics.log({"update": state["updates"], "episodes": state["episodes"],
+                     "time_s": time.perf_counter() - started, **stats}, step=state["updates"])
         state["metrics_rows"] += 1
         if config.checkpoint_every and state["updates"] % config.checkpoint_every == 0:
             checkpoint_now()

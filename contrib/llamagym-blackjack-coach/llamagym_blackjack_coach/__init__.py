@@ -1,0 +1,1 @@
+"""llamagym plugin: a coach that shapes the blackjack agent's reward towards basic strategy."""

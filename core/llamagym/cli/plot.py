@@ -1,0 +1,17 @@
+"""`llamagym plot`: a PNG of a run's training curves."""
+
+from __future__ import annotations
+
+import click
+
+from . import cli
+
+
+@cli.command("plot")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG to write [default: RUN_DIR/training.png]")
+def plot_command(run_dir: str, output: str | None) -> None:
+    """Plot return, win rate, KL and invalid-action rate over training from RUN_DIR/metrics.jsonl."""
+    from ..plotting import plot_run
+
+    click.echo(f"wrote {plot_run(run_dir, output)}")
