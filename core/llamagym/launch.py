@@ -42,7 +42,7 @@ def check_launch_settings() -> None:
         if os.environ.get(variable, "false").lower() == "true":
             raise UsageError(f"the accelerate config asks for {name}, which llamagym does not support yet: "
                              f"data-parallel runs replicate the model on every process; use a multi-GPU "
-                             f"config without {name} (see docs/scaling.md)")
+                             f"config without {name} (see docs/guides/scaling.md)")
 
 
 def launch(num_processes: int, config: Any, output: Path | None, *, resume: bool, overwrite: bool,

@@ -24,7 +24,7 @@ from .options import collect_flags, config_options
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="data-parallel processes on this machine, one per GPU (or CPU gloo processes); each plays its "
-                   "own episodes and --episodes is the total (see docs/scaling.md)")
+                   "own episodes and --episodes is the total (see docs/guides/scaling.md)")
 @config_options
 def run_command(agent, env, config_file, output, resume_dir, overwrite, no_preset, quiet, num_processes, **values):
     """Train AGENT on ENV with PPO; metrics, checkpoints and the adapter go to the output directory.
