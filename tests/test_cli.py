@@ -93,3 +93,20 @@ def test_list_and_plugins_show_the_blackjack_package():
     assert "llamagym_register_agents" in blackjack["hooks"] and blackjack["error"] is None
     text = invoke("plugins").output
     assert "blackjack (llamagym-blackjack" in text
+
+
+def test_eval_of_the_untrained_model_uses_the_agents_preset(tiny_model_dir, monkeypatch):
+    import llamagym.runner
+
+    seen = {}
+    real = llamagym.runner.build_agent
+
+    def spy(config, adapter=None):
+        seen["config"] = config
+        return real(config, adapter)
+
+    monkeypatch.setattr(llamagym.runner, "build_agent", spy)
+    result = invoke("eval", "--agent", "blackjack", "--env", "Blackjack-v1", "--model", tiny_model_dir,
+                    "--episodes", 2, "--num-envs", 2, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert seen["config"].generation.max_history_turns == 1 and seen["config"].generation.max_new_tokens == 6

@@ -45,15 +45,17 @@ def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, sample
     from ..errors import UsageError
     from ..evaluation import evaluate
     from ..registry import get_registry
-    from ..runner import build_agent, config_from_run, make_engine
+    from ..runner import build_agent, config_from_run, make_engine, resolve_config
 
     adapter = find_adapter(Path(checkpoint)) if checkpoint else None
-    base = (config_from_run(adapter) if adapter else None) or RunConfig()
+    base = config_from_run(adapter) if adapter else None
+    if base is None:  # no run to take settings from: the agent's preset, as training would use it
+        if not agent or not env:
+            raise UsageError("pass --agent and --env (or --checkpoint inside a run directory)")
+        base = resolve_config({"agent": agent, "env": env})
     config = build(RunConfig, {"agent": agent or base.agent, "env": env or base.env,
                                "model": model or base.model, "seed": seed, "num_envs": num_envs},
                    base=base)
-    if not config.agent or not config.env:
-        raise UsageError("pass --agent and --env (or --checkpoint inside a run directory)")
     env_spec = get_registry().env(config.env)
     get_registry().agent(config.agent)
     the_agent = build_agent(config, adapter=str(adapter) if adapter else None)
