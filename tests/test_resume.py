@@ -265,3 +265,18 @@ def test_latest_checkpoint_ignores_incomplete_directories(tmp_path):
         for file in files:
             (root / name / file).write_text("x")
     assert latest_checkpoint(tmp_path).name == "update-000001-ep-000000002"
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_with_the_default_model(tmp_path):
+    """The same guarantees on the real default model (SmolLM2-135M-Instruct), killed in its third update."""
+    out = tmp_path / "run"
+    args = ["run", "--agent", "blackjack", "--env", "Blackjack-v1", "--episodes", 32, "--num-envs", 8,
+            "--batch-size", 8, "--mini-batch-size", 8, "--ppo-epochs", 1, "--checkpoint-every", 2, "-o", out, "-q"]
+    process, _ = start_paused(args, "update:3", tmp_path)
+    kill(process)
+    assert [json.loads((p / "state.json").read_text())["updates"] for p in list_checkpoints(out)] == [2]
+    resumed = invoke("run", "--resume", out, "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert_checkpoints_sound(out)
+    assert_rows_continue(out, episodes=32, updates=json.loads((out / "summary.json").read_text())["updates"])

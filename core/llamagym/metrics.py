@@ -27,7 +27,13 @@ class JsonlWriter:
         self._handle.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
         self._handle.flush()
 
+    def sync(self) -> None:
+        """Flush the rows written so far to disk (before a checkpoint that counts them)."""
+        if not self._handle.closed:
+            os.fsync(self._handle.fileno())
+
     def close(self) -> None:
+        self.sync()
         self._handle.close()
 
 

@@ -121,6 +121,8 @@ class RunRecorder:
     def checkpoint(self) -> Path:
         """Write a checkpoint of the last commit (the weights have not changed since: updates commit)."""
         state = {**self.committed, "config": to_dict(self.config)}
+        self.metrics.sync()
+        self.episodes.sync()
         self.last_checkpoint = save_checkpoint(self.output, self.agent, state, self.volatile)
         self.checkpoint_due = False
         return self.last_checkpoint

@@ -179,8 +179,8 @@ def _train_in(output: Path, agent: Any, engine: Any, config: RunConfig, resume: 
                                 ) from None
         finally:
             recorder.close()
-        checkpoint = recorder.checkpoint()
-    save_model_dir(agent, output / ADAPTER_DIR)
+        checkpoint = recorder.checkpoint()  # a signal from here on is already being answered
+        save_model_dir(agent, output / ADAPTER_DIR)
     committed = recorder.committed
     summary = {"output": str(output), "episodes": committed["episodes"], "updates": committed["updates"],
                "dropped_episodes": committed["dropped_episodes"], "interrupted": stop.name or None,
