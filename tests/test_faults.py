@@ -39,7 +39,7 @@ def test_repeated_nan_rewards_stop_the_run_and_keep_the_last_good_checkpoint(tin
     with_plugins(fault_plugin)
     monkeypatch.setenv(fault_plugin.NAN_AFTER_UPDATES, "2")  # updates 1-2 are sound, every later one is NaN
     out = tmp_path / "run"
-    result = invoke(*run_args(tiny_model_dir, out, episodes=40))
+    result = invoke(*run_args(tiny_model_dir, out, episodes=20))
     assert result.exit_code == 1, result.output
     line = last_line(result)
     assert line.startswith("Error: 3 updates in a row were skipped") and f"--resume {out}" in line
@@ -59,9 +59,9 @@ def test_repeated_nan_rewards_stop_the_run_and_keep_the_last_good_checkpoint(tin
     resumed = invoke("run", "--resume", out, "--learning-rate", 5e-5, "-q")
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["updates"] == 4 + (40 - 8) // 2  # 8 episodes were committed at update 4; 2 per update
+    assert summary["updates"] == 4 + (20 - 8) // 2  # 8 episodes were committed at update 4; 2 per update
     assert [m["update"] for m in rows(out / "metrics.jsonl")] == list(range(1, summary["updates"] + 1))
-    assert len(rows(out / "episodes.jsonl")) == 40
+    assert len(rows(out / "episodes.jsonl")) == 20
     assert not any(m.get("ppo/skipped_update") for m in rows(out / "metrics.jsonl")[4:])
 
 

@@ -26,7 +26,7 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def run_args(model_dir, out, episodes=12, num_envs=1, every=2):
+def run_args(model_dir, out, episodes=8, num_envs=1, every=2):
     return ["run", "--agent", "blackjack", "--env", "Blackjack-v1", "--model", model_dir, "--episodes", episodes,
             "--num-envs", num_envs, "--batch-size", 2, "--mini-batch-size", 2, "--ppo-epochs", 1,
             "--max-new-tokens", 3, "--lora-r", 2, "--checkpoint-every", every, "-o", out, "-q"]
@@ -106,7 +106,7 @@ def test_sigkill_during_an_update_then_resume_matches_an_uninterrupted_run(tiny_
     resumed = invoke("run", "--resume", killed, "-q")
     assert resumed.exit_code == 0, resumed.output
     assert_checkpoints_sound(killed)
-    assert_rows_continue(killed, episodes=12, updates=6)
+    assert_rows_continue(killed, episodes=8, updates=4)
     # one environment copy leaves no episode in flight at a checkpoint: the resumed run is the same run
     for name in ("metrics.jsonl", "episodes.jsonl"):
         assert [without_times(r) for r in rows(killed / name)] == [without_times(r) for r in rows(reference / name)]
@@ -117,7 +117,7 @@ def test_sigkill_during_an_update_then_resume_matches_an_uninterrupted_run(tiny_
 
 def test_sigkill_while_writing_a_checkpoint(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    process, _ = start_paused(run_args(tiny_model_dir, out, episodes=14, num_envs=3), "checkpoint-write:2", tmp_path)
+    process, _ = start_paused(run_args(tiny_model_dir, out, episodes=10, num_envs=3), "checkpoint-write:2", tmp_path)
     kill(process)  # the checkpoint of update 4 is half-written in its staging directory
     assert list((out / "checkpoints").glob(f"{STAGING_PREFIX}*"))
     assert [json.loads((p / "state.json").read_text())["updates"] for p in list_checkpoints(out)] == [2]
@@ -125,7 +125,7 @@ def test_sigkill_while_writing_a_checkpoint(tiny_model_dir, tmp_path):
     resumed = invoke("run", "--resume", out, "-q")
     assert resumed.exit_code == 0, resumed.output
     assert_checkpoints_sound(out)
-    assert_rows_continue(out, episodes=14, updates=json.loads((out / "summary.json").read_text())["updates"])
+    assert_rows_continue(out, episodes=10, updates=json.loads((out / "summary.json").read_text())["updates"])
 
 
 class Crash(BaseException):
@@ -146,7 +146,7 @@ def test_a_crash_between_publishing_a_checkpoint_and_moving_latest(tiny_model_di
     monkeypatch.setattr(checkpoint, "_point_latest", crash_on_second)
     out = tmp_path / "run"
     with pytest.raises(Crash):
-        invoke(*run_args(tiny_model_dir, out, episodes=14, num_envs=3))
+        invoke(*run_args(tiny_model_dir, out, episodes=10, num_envs=3))
     monkeypatch.undo()
     assert (out / "checkpoints" / "latest").read_text().startswith("update-000002")
     assert latest_checkpoint(out).name.startswith("update-000004")  # found by name, not by the stale pointer
@@ -155,7 +155,7 @@ def test_a_crash_between_publishing_a_checkpoint_and_moving_latest(tiny_model_di
     assert resumed.exit_code == 0, resumed.output
     assert rows(out / "metrics.jsonl")[4]["update"] == 5  # went on from update 4
     assert_checkpoints_sound(out)
-    assert_rows_continue(out, episodes=14, updates=json.loads((out / "summary.json").read_text())["updates"])
+    assert_rows_continue(out, episodes=10, updates=json.loads((out / "summary.json").read_text())["updates"])
 
 
 def _signal_plugin(signals_at_update):
@@ -185,11 +185,14 @@ def test_ctrl_c_checkpoints_and_exits_130_then_resumes(tiny_model_dir, tmp_path,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] == "SIGINT" and summary["updates"] in (3, 4) and summary["episodes"] < 40
     assert json.loads((latest_checkpoint(out) / "state.json").read_text())["updates"] == summary["updates"]
+    # the logs hold exactly what the checkpoint and the summary count
+    assert len(rows(out / "metrics.jsonl")) == summary["updates"]
+    assert len(rows(out / "episodes.jsonl")) == summary["episodes"] == 2 * summary["updates"]
 
-    resumed = invoke("run", "--resume", out, "-q", "--episodes", 16)
+    resumed = invoke("run", "--resume", out, "-q", "--episodes", 12)
     assert resumed.exit_code == 0, resumed.output
     assert_checkpoints_sound(out)
-    assert_rows_continue(out, episodes=16, updates=8)
+    assert_rows_continue(out, episodes=12, updates=6)
 
 
 def test_sigterm_stops_cleanly_with_143(tiny_model_dir, tmp_path, with_plugins):

@@ -41,8 +41,8 @@ class ForcedStop(KeyboardInterrupt):
 
 @contextmanager
 def stop_requests() -> Iterator[StopRequest]:
-    """Install the handlers for the duration of a run (only possible in the main thread; elsewhere the
-    default behaviour stays)."""
+    """Install the handlers for the duration of a run (only in the main thread, and not for a signal the
+    process was started ignoring)."""
     request = StopRequest()
 
     def handler(signum: int, frame: Any) -> None:
@@ -52,6 +52,8 @@ def stop_requests() -> Iterator[StopRequest]:
 
     previous = {}
     for signum in SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_IGN:  # e.g. SIGINT of a background job: stays ignored
+            continue
         try:
             previous[signum] = signal.signal(signum, handler)
         except ValueError:  # not the main thread

@@ -14,7 +14,7 @@ from typing import Any
 from .checkpoint import capture_volatile, save_checkpoint
 from .config import RunConfig, to_dict
 from .interrupts import StopRequest
-from .metrics import JsonlWriter, read_jsonl
+from .metrics import JsonlWriter, read_jsonl, truncate_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,9 @@ class RunRecorder:
         return self.last_checkpoint
 
     def close(self) -> None:
+        """Close the logs, keeping only the rows of the last commit (the rest would be replayed on resume)."""
         self.bar.close()
         self.metrics.close()
         self.episodes.close()
+        truncate_jsonl(self.output / METRICS_FILE, self.committed["metrics_rows"])
+        truncate_jsonl(self.output / EPISODES_FILE, self.committed["episode_rows"])

@@ -50,6 +50,8 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     except ForcedStop as stop:
         raise CliError(f"stopped by a second {stop} without a final checkpoint; `llamagym run --resume "
                        f"{output}` continues from the last one", 128 + stop.signal) from None
+    except KeyboardInterrupt:  # Ctrl-C while the model was loading: the run never started
+        raise CliError("interrupted before training began; nothing was written", 130) from None
     if summary["interrupted"]:
         click.echo(f"stopped by {summary['interrupted']} after {summary['episodes']} episodes, "
                    f"{summary['updates']} updates; checkpoint {summary['checkpoint']}")
