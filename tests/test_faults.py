@@ -168,3 +168,32 @@ def test_an_agent_method_that_raises_is_named_by_its_class(tiny, bare_pm):
 
     agent.action_space = gym.spaces.Discrete(2)
     assert agent.act((12, 3, 0), slot=1) in (0, 1) and agent.counters["invalid_turns"] == 1
+
+
+@pytest.mark.parametrize("fault", ["inf loss", "inf gradient"])
+def test_a_nonfinite_loss_or_gradient_skips_the_update_untouched(tiny, monkeypatch, fault):
+    from llamagym import ppo
+    from llamagym.config import LoraConfig, PPOConfig
+    from llamagym.episode import Episode, Turn
+    from llamagym.models import add_lora
+    from llamagym.trainer import PPOTrainer
+    from llamagym.value_head import AutoModelForCausalLMWithValueHead
+
+    model, tokenizer = tiny
+    policy = AutoModelForCausalLMWithValueHead(add_lora(model, LoraConfig(r=2)))
+    trainer = PPOTrainer(policy, PPOConfig(learning_rate=1e-2, mini_batch_size=2, ppo_epochs=2),
+                         pad_token_id=tokenizer.pad_token_id)
+    episodes = [Episode([Turn([1, 30, 31], [40 + i, 41], "x", None, 0, reward=r, env_reward=r)])
+                for i, r in enumerate([1.0, -1.0, 0.5, -0.5])]
+    if fault == "inf loss":
+        policy_loss = ppo.policy_loss
+        monkeypatch.setattr(ppo, "policy_loss", lambda *a, **k: (policy_loss(*a, **k)[0] * float("inf"),
+                                                                   policy_loss(*a, **k)[1]))
+    else:
+        monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(float("inf")))
+    before = [p.detach().clone() for p in policy.trainable_parameters()]
+    optimizer_state = len(trainer.optimizer.state)
+    stats = trainer.step(episodes)
+    assert stats["ppo/skipped_update"] == 1.0 and trainer.updates == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.trainable_parameters()))
+    assert len(trainer.optimizer.state) == optimizer_state  # no Adam moments from a poisoned step

@@ -19,7 +19,7 @@ from llamagym import hookimpl
 from llamagym.checkpoint import STAGING_PREFIX, latest_checkpoint, list_checkpoints
 from llamagym.cli import cli
 
-SCRIPT = Path(__file__).with_name("llamagym_under_test.py")
+SCRIPT = Path(__file__).with_name("llamagym_with_faults.py")
 
 
 def invoke(*args):
