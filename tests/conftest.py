@@ -29,3 +29,19 @@ def tiny(llamagym_tiny):
 @pytest.fixture(scope="session")
 def tiny_model_dir(llamagym_tiny_model_dir):
     return llamagym_tiny_model_dir
+
+
+@pytest.fixture
+def with_plugins(monkeypatch):
+    """`with_plugins(module, ...)`: the process-wide plugin manager (what the CLI uses) gets the installed plugins
+    plus these modules, for this test only."""
+    from llamagym import plugins
+
+    def install(*modules):
+        manager = plugins.build_plugin_manager()
+        for module in modules:
+            manager.register(module, name=module.__name__)
+        monkeypatch.setattr(plugins, "_manager", manager)
+        return manager
+
+    return install

@@ -26,6 +26,7 @@ from .backends import make_backend
 from .config import PPO_ALIASES, PPO_IGNORED, GenerationConfig, PPOConfig, build
 from .episode import Episode, Turn
 from .errors import ActionParseError, PluginError
+from .hookcall import call_hook
 from .precision import autocast_factory, resolve_device, resolve_precision
 from .trainer import PPOTrainer
 from .value_head import AutoModelForCausalLMWithValueHead
@@ -197,14 +198,14 @@ class Agent:
 
     def _conversation(self, slot: Hashable) -> Conversation:
         if slot not in self._conversations:
-            system = self.plugin_manager.hook.llamagym_system_prompt(agent=self)
+            system = call_hook(self, "llamagym_system_prompt")
             messages = [{"role": "system", "content": system}] if system else []
             self._conversations[slot] = Conversation(messages)
         return self._conversations[slot]
 
     def _prompt_ids(self, slot: Hashable, observation: Any) -> list[int]:
         conversation = self._conversation(slot)
-        text = self.plugin_manager.hook.llamagym_format_observation(agent=self, observation=observation)
+        text = call_hook(self, "llamagym_format_observation", observation=observation)
         conversation.messages.append({"role": "user", "content": str(text)})
         ids = apply_chat_template(self.tokenizer, self._visible_messages(conversation.messages))
         if self.response_prefix:
@@ -225,7 +226,7 @@ class Agent:
 
     def _is_complete(self, row: int, token_ids: list[int]) -> bool:
         text = self._response_text(token_ids)
-        return bool(self.plugin_manager.hook.llamagym_response_complete(agent=self, response=text))
+        return bool(call_hook(self, "llamagym_response_complete", response=text))
 
     def _record_turn(self, slot: Hashable, observation: Any, prompt: list[int], token_ids: list[int]) -> Any:
         text = self._response_text(token_ids)
@@ -246,8 +247,8 @@ class Agent:
 
     def _parse(self, text: str, observation: Any) -> tuple[Any, bool]:
         try:
-            action = self.plugin_manager.hook.llamagym_extract_action(agent=self, response=text,
-                                                                      observation=observation)
+            action = call_hook(self, "llamagym_extract_action", (ValueError,), response=text,
+                               observation=observation)
             if action is None:
                 raise ActionParseError("no extractor returned an action")
             self._last_valid_action = action

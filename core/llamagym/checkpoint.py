@@ -1,5 +1,6 @@
 """Atomic checkpoints of a training run: adapter and value head, optimiser, KL controller, RNG states and
-counters. Each is written to a staging directory and renamed into place, so a kill never leaves a half one."""
+counters. Each is written to a staging directory, flushed to disk and renamed into place under a name no other
+checkpoint has, so a kill at any moment leaves every `update-*` directory complete."""
 
 from __future__ import annotations
 
@@ -18,19 +19,34 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 STATE_FILE = "state.json"
 TRAINER_FILE = "trainer.pt"
+STAGING_PREFIX = ".staging-"
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every global random generator a run draws from (CUDA's too, once it is in use)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def capture_volatile(agent: Any) -> dict[str, Any]:
+    """What changes between updates without changing the weights: RNG states and the agent's counters. Taken
+    when a run commits, so a later checkpoint restores the run exactly as it stood then."""
+    return {"rng": rng_state(), "agent_rng": agent._rng.getstate(), "counters": dict(agent.counters)}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step (a reader sees the old file or the new one, never half of one)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         handle.write(text)
@@ -39,55 +55,104 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def checkpoint_name(state: dict[str, Any]) -> str:
+    """`update-UUUUUU-ep-EEEEEEEEE`: sorts by update, then episode, and is never reused within a run."""
+    return f"update-{state['updates']:06d}-ep-{state['episodes']:09d}"
+
+
 def save_model_dir(agent: Any, directory: Path) -> None:
     """Write the adapter (or full model), value head and tokenizer into `directory` atomically."""
+    from .models import quiet_loading
+
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        agent.model.save_pretrained(staging)
-        agent.tokenizer.save_pretrained(staging)
+        with quiet_loading():
+            agent.model.save_pretrained(staging)
+            agent.tokenizer.save_pretrained(staging)
+        _fsync_tree(staging)
         _replace_dir(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save_checkpoint(run_dir: Path, agent: Any, state: dict[str, Any], keep: int = 2) -> Path:
-    """Write `checkpoints/update-NNNNNN` and point `checkpoints/latest` at it; keep the newest `keep`."""
+def save_checkpoint(run_dir: Path, agent: Any, state: dict[str, Any], volatile: dict[str, Any] | None = None,
+                    keep: int = 2) -> Path:
+    """Write `checkpoints/<checkpoint_name(state)>`, point `checkpoints/latest` at it, keep the newest `keep`.
+
+    `volatile` (from `capture_volatile`) defaults to now. A checkpoint of the same name already on disk holds
+    the same state and is kept as it is."""
+    from .models import quiet_loading
+
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    name = f"update-{state['updates']:06d}"
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-    try:
-        agent.model.save_pretrained(staging)
-        trainer_state = {"trainer": agent.trainer.state_dict(), "rng": rng_state(),
-                         "agent_rng": agent._rng.getstate(), "counters": dict(agent.counters)}
-        torch.save(trainer_state, staging / TRAINER_FILE)
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-        _replace_dir(staging, root / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    target = root / checkpoint_name(state)
+    if not is_complete(target):
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+        try:
+            with quiet_loading():
+                agent.model.save_pretrained(staging)
+            _write_trainer_state(staging, agent, volatile or capture_volatile(agent))
+            (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+            _fsync_tree(staging)
+            shutil.rmtree(target, ignore_errors=True)  # an incomplete one (copied by hand) is replaced
+            os.replace(staging, target)
+            _fsync_dir(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _point_latest(root, target.name)
+    _prune(root, keep)
+    return target
+
+
+def _write_trainer_state(staging: Path, agent: Any, volatile: dict[str, Any]) -> None:
+    torch.save({"trainer": agent.trainer.state_dict(), **volatile}, staging / TRAINER_FILE)
+
+
+def _point_latest(root: Path, name: str) -> None:
     atomic_write_text(root / LATEST, name + "\n")
-    _prune(root, keep, name)
-    return root / name
+
+
+def is_complete(path: Path) -> bool:
+    """Whether `path` holds every file a checkpoint needs (state.json is written last)."""
+    return ((path / STATE_FILE).is_file() and (path / TRAINER_FILE).is_file()
+            and any((path / name).is_file() for name in WEIGHT_FILES))
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("update-*") if is_complete(p))
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    root = Path(run_dir) / CHECKPOINTS
-    pointer = root / LATEST
-    if pointer.is_file():
-        candidate = root / pointer.read_text(encoding="utf-8").strip()
-        if (candidate / STATE_FILE).is_file():
-            return candidate
-    complete = sorted(p for p in root.glob("update-*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
+    """The newest complete checkpoint of a run, or None. Found by name, so a run killed between publishing a
+    checkpoint and moving the `latest` pointer still resumes from the newest one."""
+    complete = list_checkpoints(run_dir)
     return complete[-1] if complete else None
 
 
+def remove_staging(run_dir: Path) -> None:
+    """Delete what a killed run left half-written: staging directories of checkpoints and of the adapter."""
+    run_dir = Path(run_dir)
+    for leftover in [*run_dir.glob(".*-*"), *run_dir.glob(".*.old"),
+                     *(run_dir / CHECKPOINTS).glob(f"{STAGING_PREFIX}*"), *(run_dir / CHECKPOINTS).glob(".*.old")]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def load_checkpoint(path: Path, agent: Any) -> dict[str, Any]:
-    """Restore weights, optimiser, KL controller, RNG states and counters; return the run state."""
+    """Restore weights, optimiser, KL controller, RNG states and counters; return the run state. The learning
+    rate and weight decay stay as the agent was configured, so a resumed run may change them."""
     load_weights(agent.model, path)
     trainer_state = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=False)
+    optimizer = agent.trainer.optimizer
+    configured = [{"lr": g["lr"], "weight_decay": g.get("weight_decay")} for g in optimizer.param_groups]
     agent.trainer.load_state_dict(trainer_state["trainer"])
+    for group, settings in zip(optimizer.param_groups, configured):
+        group.update({k: v for k, v in settings.items() if v is not None})
     set_rng_state(trainer_state["rng"])
     agent._rng.setstate(trainer_state["agent_rng"])
     agent.counters.update(trainer_state["counters"])
@@ -109,6 +174,28 @@ def load_weights(model: Any, directory: Path) -> None:
     model.load_value_head(directory)
 
 
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file under `directory` to disk, so a rename publishes data that survives a power cut."""
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # platforms that cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _replace_dir(staging: Path, target: Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.old")
@@ -120,7 +207,7 @@ def _replace_dir(staging: Path, target: Path) -> None:
         os.replace(staging, target)
 
 
-def _prune(root: Path, keep: int, newest: str) -> None:
-    complete = sorted(p for p in root.glob("update-*") if p.name != newest)
-    for old in complete[:max(0, len(complete) - (keep - 1))]:
+def _prune(root: Path, keep: int) -> None:
+    complete = sorted(p for p in root.glob("update-*") if p.is_dir())
+    for old in complete[:max(0, len(complete) - keep)]:
         shutil.rmtree(old, ignore_errors=True)

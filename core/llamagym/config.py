@@ -110,6 +110,8 @@ class RunConfig:
     checkpoint_every: int = option(10, "updates between checkpoints (0: only at the end)", min=0)
     report_to: str = option("jsonl", "experiment trackers, comma-separated: jsonl, tensorboard, wandb, mlflow "
                                      "(metrics.jsonl is always written)")
+    max_env_errors: int = option(10, "environment errors (in reset or step) in a row before the run stops; each "
+                                 "drops its episode (0: never stop)", min=0)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -219,7 +221,10 @@ def load_toml(path: str | Path) -> dict:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text; a config file is TOML "
+                          f"(see `llamagym run --help` for its keys)") from None
+    except OSError as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import UnknownNameError, UsageError
-from .runner import METRICS_FILE
+from .metrics import METRICS_FILE
 
 TENSORBOARD_DIR = "tensorboard"
 WANDB_ID_FILE = "wandb-run-id"
@@ -94,6 +94,10 @@ class JsonlLogger:
 
     def log(self, row: dict[str, Any], step: int) -> None:
         self.writer.write(row)
+
+    def sync(self) -> None:
+        """Force the rows to disk (before a checkpoint records how many there are)."""
+        self.writer.sync()
 
     def close(self) -> None:
         self.writer.close()
@@ -179,6 +183,11 @@ class Loggers:
     def log(self, row: dict[str, Any], step: int) -> None:
         for logger in self.loggers:
             logger.log(row, step)
+
+    def sync(self) -> None:
+        for logger in self.loggers:
+            if hasattr(logger, "sync"):
+                logger.sync()
 
     def close(self) -> None:
         for logger in self.loggers:

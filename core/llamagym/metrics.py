@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+METRICS_FILE = "metrics.jsonl"
+EPISODES_FILE = "episodes.jsonl"
+
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -27,7 +30,13 @@ class JsonlWriter:
         self._handle.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
         self._handle.flush()
 
+    def sync(self) -> None:
+        """Flush the rows written so far to disk (before a checkpoint that counts them)."""
+        if not self._handle.closed:
+            os.fsync(self._handle.fileno())
+
     def close(self) -> None:
+        self.sync()
         self._handle.close()
 
 

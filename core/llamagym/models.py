@@ -61,7 +61,37 @@ def resolve_model_source(name: str) -> tuple[str, str | None]:
     if path.is_dir() and not (path / "config.json").is_file():
         raise UsageError(f"model directory {name!r} has no config.json; point --model at a saved "
                          f"transformers model")
+    if not path.is_dir():
+        check_hub_id(name)
     return name, None
+
+
+def check_hub_id(name: str) -> None:
+    """A --model that is no local path must be a Hugging Face id that is cached or can be fetched: say at once
+    which it is not, rather than after the hub client's retries and a message about tokenizers."""
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+
+    choices = "pass 'default', a local model directory, a .gguf file or a Hugging Face id"
+    try:
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return
+    except HFValidationError:
+        raise UsageError(f"model {name!r} is not a local directory or file, nor a valid Hugging Face id; "
+                         f"{choices}") from None
+    if constants.HF_HUB_OFFLINE:
+        raise UsageError(f"model {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {choices} "
+                         f"that is cached") from None
+    try:
+        model_info(name, timeout=10)
+    except GatedRepoError:
+        return  # loading explains how to get access
+    except RepositoryNotFoundError:
+        raise UsageError(f"unknown model {name!r}: no such Hugging Face repository (or a private one: log in "
+                         f"with `hf auth login`); {choices}") from None
+    except Exception as exc:
+        raise UsageError(f"model {name!r} is not in the Hugging Face cache and the hub cannot be reached "
+                         f"({_first_line(exc)}); {choices} that is cached, or connect and retry") from None
 
 
 def gguf_cache_path(directory: str, gguf_file: str) -> Path:

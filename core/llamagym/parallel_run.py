@@ -22,8 +22,10 @@ from .config import RunConfig, build, to_dict
 from .distributed import init_data_parallel, process_device
 from .errors import UsageError
 from .registry import get_registry
-from .runner import (ADAPTER_DIR, CONFIG_FILE, EPISODES_FILE, METRICS_FILE, SUMMARY_FILE, RunningStats, build_agent,
-                     default_output, make_engine, prepare_output, seed_everything)
+from .recorder import RunningStats
+from .rundir import check_output, default_output
+from .runner import (ADAPTER_DIR, CONFIG_FILE, EPISODES_FILE, METRICS_FILE, SUMMARY_FILE, build_agent, make_engine,
+                     seed_everything)
 
 PROCESS_SEED_STRIDE = 1_000_003
 
@@ -87,11 +89,20 @@ def train_parallel(config: RunConfig, output: Path | None = None, *, resume: boo
 
     check_launch_settings()
     dp = init_data_parallel(config.device)
-    output = Path(dp.broadcast_object(str(output or default_output(config))))
-    on_main(dp, lambda: prepare_output(output, resume, overwrite))
+    output = Path(dp.broadcast_object(str(output or default_output(config.agent, config.env))))
+    on_main(dp, lambda: _prepare_output(output, resume, overwrite))
     if resume:
         config = build(RunConfig, json.loads((output / CONFIG_FILE).read_text())["config"])
     return ParallelRun(config, output, dp, resume, show_progress).run()
+
+
+def _prepare_output(output: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to reuse a run directory silently; `--overwrite` replaces it."""
+    import shutil
+
+    check_output(output, resume, overwrite)
+    if overwrite and not resume and output.exists():
+        shutil.rmtree(output)
 
 
 class ParallelRun:
@@ -171,9 +182,9 @@ class ParallelRun:
             return
         state["updates"] += 1
         if self.dp.is_main:
-            self.metrics.write({"update": state["updates"], "episodes": state["episodes"],
-                                "time_s": time.perf_counter() - self.started, "processes": self.dp.world_size,
-                                **stats})
+            self.metrics.log({"update": state["updates"], "episodes": state["episodes"],
+                              "time_s": time.perf_counter() - self.started, "processes": self.dp.world_size,
+                              **stats}, step=state["updates"])
             state["metrics_rows"] += 1
             if self.bar is not None:
                 self.bar.n = state["episodes"]
@@ -181,17 +192,20 @@ class ParallelRun:
         if self.config.checkpoint_every and state["updates"] % self.config.checkpoint_every == 0:
             self._checkpoint()
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> Path | None:
         from .checkpoint import save_checkpoint
 
+        path = None
         if self.dp.is_main:
-            save_checkpoint(self.output, self.agent, {**self.state, "config": to_dict(self.config),
-                                                      "processes": self.dp.world_size})
+            path = save_checkpoint(self.output, self.agent, {**self.state, "config": to_dict(self.config),
+                                                             "processes": self.dp.world_size})
         self.dp.barrier()
+        return path
 
     def _open_logs(self) -> None:
         from tqdm.auto import tqdm
 
+        from .loggers import open_loggers
         from .metrics import JsonlWriter, read_jsonl, truncate_jsonl
 
         output, config = self.output, self.config
@@ -201,7 +215,8 @@ class ParallelRun:
                 (output / CONFIG_FILE).write_text(json.dumps({"config": to_dict(config)}, indent=2))
             truncate_jsonl(output / METRICS_FILE, self.state["metrics_rows"])
             truncate_jsonl(output / EPISODES_FILE, self.state["episode_rows"])
-            self.metrics, self.episodes_log = JsonlWriter(output / METRICS_FILE), JsonlWriter(output / EPISODES_FILE)
+            self.metrics = open_loggers(config.report_to, output, to_dict(config), self.state["updates"] or None)
+            self.episodes_log = JsonlWriter(output / EPISODES_FILE)
             for row in read_jsonl(output / EPISODES_FILE)[-100:]:
                 self.running.add(row["return"], row["invalid_turns"], row["turns"])
             if self.show_progress:
@@ -218,12 +233,13 @@ class ParallelRun:
     def _finish(self) -> dict[str, Any]:
         from .checkpoint import save_model_dir
 
-        self._checkpoint()
+        checkpoint = self._checkpoint()
         summary = None
         if self.dp.is_main:
             save_model_dir(self.agent, self.output / ADAPTER_DIR)
             summary = {"output": str(self.output), "episodes": self.state["episodes"],
-                       "updates": self.state["updates"], "interrupted": False, "processes": self.dp.world_size,
+                       "updates": self.state["updates"], "interrupted": None, "exit_code": 0,
+                       "dropped_episodes": 0, "checkpoint": str(checkpoint), "processes": self.dp.world_size,
                        "wall_time_s": time.perf_counter() - self.started,
                        "last_100_return": float(self.running.postfix()["return"]),
                        "adapter": str(self.output / ADAPTER_DIR)}

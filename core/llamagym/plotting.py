@@ -8,7 +8,8 @@ from typing import Any
 
 from .errors import UsageError
 from .metrics import read_jsonl
-from .runner import CONFIG_FILE, METRICS_FILE
+from .metrics import METRICS_FILE
+from .rundir import CONFIG_FILE
 
 PLOT_FILE = "training.png"
 # (metrics key, panel title, fixed y range or None)

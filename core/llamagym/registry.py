@@ -9,7 +9,7 @@ from typing import Any
 
 import pluggy
 
-from .errors import PluginError, UnknownNameError
+from .errors import LlamaGymError, PluginError, UnknownNameError, UsageError
 
 ENV_KINDS = ("gymnasium", "aec", "parallel")
 
@@ -51,12 +51,22 @@ class EnvSpec:
     kwargs: dict = field(default_factory=dict)
 
     def make(self, **overrides: Any) -> Any:
+        """A new instance; one that cannot be created is an error naming the env, its plugin and the cause."""
         kwargs = {**self.kwargs, **overrides}
-        if self.entry_point is None:
-            import gymnasium
+        try:
+            if self.entry_point is None:
+                import gymnasium
 
-            return gymnasium.make(self.id, **kwargs)
-        return import_object(self.entry_point)(**kwargs)
+                return gymnasium.make(self.id, **kwargs)
+            return import_object(self.entry_point)(**kwargs)
+        except LlamaGymError:
+            raise
+        except Exception as exc:
+            cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            if self.plugin == "gymnasium" or self.entry_point is None:
+                raise UsageError(f"cannot create env {self.id!r}: {cause}; install what it needs (for Gymnasium "
+                                 f"envs, e.g. pip install 'gymnasium[box2d]') or check its kwargs") from None
+            raise PluginError(f"env {self.id!r} of plugin {self.plugin!r} cannot be created: {cause}") from None
 
 
 class Registry:
@@ -99,7 +109,7 @@ class Registry:
 
     def agent(self, name: str) -> AgentSpec:
         if name not in self.agents:
-            raise UnknownNameError("agent", name, self.agents, _install_hint("agent"))
+            raise UnknownNameError("agent", name, self.agents, self._unknown_hint("agent"))
         return self.agents[name]
 
     def env(self, env_id: str) -> EnvSpec:
@@ -110,7 +120,20 @@ class Registry:
 
         if env_id in gymnasium.registry:
             return EnvSpec(env_id, None, "gymnasium", "from Gymnasium's own registry", "gymnasium")
-        raise UnknownNameError("env", env_id, self.envs, _install_hint("env"))
+        raise UnknownNameError("env", env_id, self.envs, self._unknown_hint("env"))
+
+    def _unknown_hint(self, kind: str) -> str:
+        """Where names come from, and which plugins failed to load (the name may be theirs)."""
+        from .plugins import load_report
+
+        failed = {r.name: r.error for r in load_report(self.pm).records.values() if r.error}
+        failed.update(self.errors)
+        hint = _install_hint(kind)
+        if failed:
+            hint += "; plugins that failed to load: " + "; ".join(
+                f"{name} ({str(error).strip().splitlines()[0] if str(error).strip() else 'no message'})"
+                for name, error in sorted(failed.items()))
+        return hint
 
 
 def _claim(table: dict, name: str, kind: str, plugin: str) -> None:

@@ -42,11 +42,12 @@ class RolloutEngine:
         self.agent, self.num_envs, self.seed = agent, num_envs, seed
         self.process_index, self.num_processes = process_index, num_processes
         self.envs = [make_env() for _ in range(num_envs)]
-        self.max_env_errors = max_env_errors
+        self.max_env_errors = max_env_errors  # errors in a row before the run stops (0: never)
         if getattr(agent, "action_space", None) is None:
             agent.action_space = self.envs[0].action_space
         self.env_steps = 0
         self.env_errors = 0
+        self.env_errors_in_a_row = 0
 
     def run(self, episodes: int, *, learn: bool = True, start_index: int = 0,
             on_episode: Callable[[EpisodeResult], None] | None = None,
@@ -57,8 +58,14 @@ class RolloutEngine:
         next_index, end = start_index, start_index + episodes
         slots: dict[int, tuple[int, Any]] = {}  # env slot -> (episode index, current observation)
         returns: dict[int, float] = {}
-        for slot in range(min(self.num_envs, episodes)):
-            next_index = self._start(slot, next_index, slots, returns, learn)
+
+        def report(result: EpisodeResult) -> None:
+            results.append(result)
+            if on_episode is not None:
+                on_episode(result)
+
+        for slot in range(self.num_envs):
+            next_index = self._start(slot, next_index, end, slots, returns, learn, report)
         while slots:
             actions = self.agent.act_batch({slot: obs for slot, (_, obs) in slots.items()})
             for slot, action in actions.items():
@@ -67,34 +74,37 @@ class RolloutEngine:
                 if not done:
                     continue
                 result = self._finish(slot, index, returns.pop(slot), error, learn, on_update)
-                results.append(result)
-                if on_episode is not None:
-                    on_episode(result)
                 del slots[slot]
-                if next_index < end:
-                    next_index = self._start(slot, next_index, slots, returns, learn)
+                report(result)
+                if error is not None:
+                    self._env_error(error)  # after the dropped episode is reported: it may stop the run
+                next_index = self._start(slot, next_index, end, slots, returns, learn, report)
         return results
 
-    def _start(self, slot: int, index: int, slots: dict, returns: dict, learn: bool) -> int:
-        """Reset env `slot` for episode `index`; an env that fails to reset is counted and skipped."""
-        while True:
+    def _start(self, slot: int, index: int, end: int, slots: dict, returns: dict, learn: bool,
+               report: Callable[[EpisodeResult], None]) -> int:
+        """Reset env `slot` for the next episode before `end`; one whose reset raises is reported as dropped."""
+        while index < end:
+            seed = self.episode_seed(index, learn)
             try:
-                observation, _ = self.envs[slot].reset(seed=self.episode_seed(index, learn))
-                slots[slot] = (index, observation)
-                returns[slot] = 0.0
-                return index + 1
+                observation, _ = self.envs[slot].reset(seed=seed)
             except Exception as exc:
-                self._env_error(f"reset of episode {index} raised {type(exc).__name__}: {exc}")
+                message = f"reset of episode {index} raised {type(exc).__name__}: {exc}"
+                report(EpisodeResult(index, seed, 0.0, 0, 0, message))
+                self._env_error(message)
                 index += 1
+                continue
+            slots[slot] = (index, observation)
+            returns[slot] = 0.0
+            return index + 1
+        return index
 
     def _step(self, slot: int, action: Any, slots: dict, returns: dict) -> tuple[bool, str | None]:
         index = slots[slot][0]
         try:
             observation, reward, terminated, truncated, _ = self.envs[slot].step(action)
         except Exception as exc:
-            message = f"step of episode {index} raised {type(exc).__name__}: {exc}"
-            self._env_error(message)
-            return True, message
+            return True, f"step of episode {index} raised {type(exc).__name__}: {exc}"
         self.env_steps += 1
         self.agent.assign_reward(float(reward), slot=slot)
         returns[slot] += float(reward)
@@ -104,6 +114,8 @@ class RolloutEngine:
     def _finish(self, slot: int, index: int, env_return: float, error: str | None, learn: bool,
                 on_update: Callable | None) -> EpisodeResult:
         episode = self.agent.current_episode(slot)
+        if error is None:
+            self.env_errors_in_a_row = 0
         if error is not None or not learn:
             self.agent.end_episode(slot)
         else:
@@ -120,12 +132,13 @@ class RolloutEngine:
 
     def _env_error(self, message: str) -> None:
         self.env_errors += 1
+        self.env_errors_in_a_row += 1
         logger.warning("environment error (%d so far): %s; the episode is dropped", self.env_errors, message)
-        if self.env_errors >= self.max_env_errors:
+        if self.max_env_errors and self.env_errors_in_a_row >= self.max_env_errors:
             from .errors import TrainingError
 
-            raise TrainingError(f"{self.env_errors} environment errors (limit {self.max_env_errors}); the last: "
-                                f"{message}")
+            raise TrainingError(f"{self.env_errors_in_a_row} environment errors in a row (limit "
+                                f"{self.max_env_errors}, set with --max-env-errors); the last: {message}")
 
     def close(self) -> None:
         for env in self.envs:

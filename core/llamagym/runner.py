@@ -5,12 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import signal
-import time
-from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +12,35 @@ from .config import RunConfig, build, load_toml, merge, to_dict
 from .errors import ConfigError, UsageError
 from .registry import AgentSpec, EnvSpec, get_registry
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-EPISODES_FILE = "episodes.jsonl"
+from .metrics import EPISODES_FILE, METRICS_FILE  # noqa: F401  (run-directory layout, one place each)
+from .rundir import CONFIG_FILE
+
 SUMMARY_FILE = "summary.json"
 ADAPTER_DIR = "adapter"
+FIXED_ON_RESUME = ("agent", "env", "model", "lora")
 
 
 def load_preset(spec: AgentSpec) -> dict[str, Any]:
-    """The agent's recommended settings: a dict, or a TOML file path, or nothing."""
+    """The agent's recommended settings (a dict, or a TOML file path, or nothing), checked: an error says it
+    came from the preset and how to train without it."""
     if spec.preset is None:
         return {}
-    if isinstance(spec.preset, dict):
-        return dict(spec.preset)
-    return load_toml(spec.preset)
+    try:
+        values = dict(spec.preset) if isinstance(spec.preset, dict) else load_toml(spec.preset)
+        build(RunConfig, values)
+    except ConfigError as exc:
+        raise ConfigError(f"the preset of agent {spec.name!r} (plugin {spec.plugin!r}) cannot be used: {exc}; "
+                          f"pass --no-preset to train without it") from None
+    return values
 
 
 def resolve_config(flags: dict[str, Any], config_file: str | None = None, use_preset: bool = True) -> RunConfig:
     """Layer defaults, the agent's preset, the config file and the flags given on the command line."""
     file_values = load_toml(config_file) if config_file else {}
+    try:
+        build(RunConfig, file_values)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {config_file!r}: {exc}") from None
     agent_name = flags.get("agent") or file_values.get("agent")
     if not agent_name:
         raise UsageError("no agent given: pass --agent NAME (see `llamagym list`) or set agent in the config file")
@@ -74,161 +78,141 @@ def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig) -> Any:
     if env_spec.kind == "gymnasium":
         from .rollout import RolloutEngine
 
-        return RolloutEngine(agent, env_spec.make, config.num_envs, config.seed)
+        return RolloutEngine(agent, env_spec.make, config.num_envs, config.seed,
+                             max_env_errors=config.max_env_errors)
     raise UsageError(f"env {env_spec.id!r} is a PettingZoo {env_spec.kind} game; multi-agent training needs the "
                      f"multi-agent engine (pip install llamagym-pettingzoo)")
 
 
-def prepare_output(output: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to silently reuse a run directory; `--resume` continues it, `--overwrite` replaces it."""
-    if resume:
-        if not (output / CONFIG_FILE).is_file():
-            raise UsageError(f"cannot resume: {str(output)!r} holds no llamagym run ({CONFIG_FILE} missing)")
-        return
-    if output.exists() and any(output.iterdir()):
-        if not overwrite:
-            raise UsageError(f"output directory {str(output)!r} already holds files; pass --resume to continue "
-                             f"that run or --overwrite to replace it")
-        shutil.rmtree(output)
+def resume_config(run_dir: Path, flags: dict[str, Any], config_file: str | None = None) -> RunConfig:
+    """The config a run was started with, changed by the flags (and config file) given with `--resume`."""
+    saved = config_from_run(run_dir) if (Path(run_dir) / CONFIG_FILE).is_file() else None
+    if saved is None:
+        raise UsageError(f"cannot resume: {str(run_dir)!r} is not a llamagym run directory ({CONFIG_FILE} missing)")
+    file_values = load_toml(config_file) if config_file else {}
+    config = build(RunConfig, merge(file_values, flags), base=saved)
+    check_resumable(saved, config)
+    return config
 
 
-def default_output(config: RunConfig) -> Path:
-    return Path("runs") / f"{config.agent}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}"
+def check_resumable(saved: RunConfig, config: RunConfig) -> None:
+    """A resumed run may change hyperparameters, but not what it trains: agent, env, model or LoRA shape."""
+    changed = [k for k in config_changes(saved, config) if k.split(".")[0] in FIXED_ON_RESUME]
+    if changed:
+        before = _flat(to_dict(saved))
+        raise UsageError(f"a resumed run cannot change {', '.join(changed)} (it was trained with "
+                         f"{', '.join(f'{k}={before.get(k)!r}' for k in changed)}); start a new run instead")
 
 
-class RunningStats:
-    """Return, win rate and invalid-action rate over the last `window` episodes, for the progress bar."""
-
-    def __init__(self, window: int = 100):
-        self.returns: deque[float] = deque(maxlen=window)
-        self.invalid: deque[tuple[int, int]] = deque(maxlen=window)
-
-    def add(self, env_return: float, invalid: int, turns: int) -> None:
-        self.returns.append(env_return)
-        self.invalid.append((invalid, turns))
-
-    def postfix(self) -> dict[str, str]:
-        n = max(len(self.returns), 1)
-        turns = max(sum(t for _, t in self.invalid), 1)
-        return {"return": f"{sum(self.returns) / n:+.3f}", "win": f"{sum(r > 0 for r in self.returns) / n:.2f}",
-                "invalid": f"{sum(i for i, _ in self.invalid) / turns:.2f}"}
+def config_changes(saved: RunConfig, config: RunConfig) -> dict[str, list[Any]]:
+    """{key: [before, after]} for every setting that differs."""
+    before, after = _flat(to_dict(saved)), _flat(to_dict(config))
+    return {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k)}
 
 
-@contextmanager
-def interrupt_flag() -> Iterator[dict[str, bool]]:
-    """Turn the first Ctrl-C into a flag the loop checks (so it can checkpoint and stop); a second one kills."""
-    flag = {"stop": False}
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        pass
-    try:
-        yield flag
-    finally:
-        try:
-            signal.signal(signal.SIGINT, previous)
-        except ValueError:
-            pass
-
-
-class StopRun(Exception):
-    """Raised inside the rollout callbacks to end a run early (Ctrl-C)."""
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def train(config: RunConfig, output: Path | None = None, *, resume: bool = False, overwrite: bool = False,
           show_progress: bool = True) -> dict[str, Any]:
-    """Run training as `llamagym run` does; returns the summary also written to `summary.json`."""
+    """Run training as `llamagym run` does; returns the summary also written to `summary.json`.
+
+    The first SIGINT/SIGTERM stops at the next episode boundary with a final checkpoint (the summary's
+    `interrupted` names the signal); a second raises `ForcedStop` at once. A `TrainingError` (repeated NaNs,
+    repeated environment errors) is raised after a checkpoint of the last good state is written."""
     from .launch import launched_world_size
+    from .loggers import tracker_names
+    from .rundir import check_output, claimed, default_output
 
     if launched_world_size() > 1:  # started by accelerate launch, torchrun or `--num-processes`
         from .parallel_run import train_parallel
 
         return train_parallel(config, output, resume=resume, overwrite=overwrite, show_progress=show_progress)
-    from tqdm.auto import tqdm
-
-    from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model_dir
-    from .loggers import open_loggers, tracker_names
-    from .metrics import JsonlWriter, read_jsonl, truncate_jsonl
-
-    output = Path(output) if output else default_output(config)
-    env_spec = get_registry().env(config.env)
+    output = Path(output) if output else default_output(config.agent, config.env)
+    check_output(output, resume, overwrite)
     tracker_names(config.report_to)  # an unknown or missing tracker fails before anything is written
-    prepare_output(output, resume, overwrite)
     if resume:
-        config = build(RunConfig, json.loads((output / CONFIG_FILE).read_text())["config"])
+        check_resumable(config_from_run(output) or config, config)
+    env_spec = get_registry().env(config.env)
     agent = build_agent(config)
-    state = {"episodes": 0, "next_index": 0, "updates": 0, "metrics_rows": 0, "episode_rows": 0, "env_steps": 0}
-    checkpoint = latest_checkpoint(output) if resume else None
-    if checkpoint is not None:
-        state.update(load_checkpoint(checkpoint, agent))
-    output.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        (output / CONFIG_FILE).write_text(json.dumps({"config": to_dict(config)}, indent=2))
+    engine = make_engine(agent, env_spec, config)
+    try:
+        with claimed(output, resume, overwrite):
+            return _train_in(output, agent, engine, config, resume, show_progress)
+    finally:
+        engine.close()
+
+
+def _train_in(output: Path, agent: Any, engine: Any, config: RunConfig, resume: bool,
+              show_progress: bool) -> dict[str, Any]:
+    from .checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, remove_staging, save_model_dir
+    from .errors import TrainingError
+    from .interrupts import stop_requests
+    from .metrics import truncate_jsonl
+    from .recorder import EPISODES_FILE, METRICS_FILE, RunRecorder, StopRun, fresh_state
+
+    state = fresh_state()
+    if resume:
+        remove_staging(output)
+        checkpoint = latest_checkpoint(output)
+        if checkpoint is not None:
+            state.update({k: v for k, v in load_checkpoint(checkpoint, agent).items() if k != "config"})
+    _write_config(output, config, state, resume)
     truncate_jsonl(output / METRICS_FILE, state["metrics_rows"])
     truncate_jsonl(output / EPISODES_FILE, state["episode_rows"])
-    metrics = open_loggers(config.report_to, output, to_dict(config), state["updates"] if resume else None)
-    episodes_log = JsonlWriter(output / EPISODES_FILE)
-    engine = make_engine(agent, env_spec, config)
-    running = RunningStats()
-    for row in read_jsonl(output / EPISODES_FILE)[-100:]:
-        running.add(row["return"], row["invalid_turns"], row["turns"])
-    started = time.perf_counter()
-    remaining = config.episodes - state["episodes"]
-    bar = tqdm(total=config.episodes, initial=state["episodes"], unit="ep", disable=not show_progress,
-               desc=f"{config.agent} on {config.env}", dynamic_ncols=True)
-
-    def checkpoint_now() -> None:
-        save_checkpoint(output, agent, {**state, "config": to_dict(config)})
-
-    def on_episode(result: Any) -> None:
-        state["episodes"] += 1
-        state["next_index"] = max(state["next_index"], result.index + 1)
-        state["env_steps"] += result.turns
-        episodes_log.write({"episode": result.index, "seed": result.seed, "return": result.env_return,
-                            "turns": result.turns, "invalid_turns": result.invalid_turns, "error": result.error})
-        state["episode_rows"] += 1
-        running.add(result.env_return, result.invalid_turns, result.turns)
-        bar.update(1)
-        bar.set_postfix({**running.postfix(), "updates": state["updates"]}, refresh=False)
-
-    def on_update(stats: dict[str, float]) -> None:
-        state["updates"] += 1
-        metrics.log({"update": state["updates"], "episodes": state["episodes"],
-                     "time_s": time.perf_counter() - started, **stats}, step=state["updates"])
-        state["metrics_rows"] += 1
-        if config.checkpoint_every and state["updates"] % config.checkpoint_every == 0:
-            checkpoint_now()
-        if flag["stop"]:
-            raise StopRun
-
-    interrupted = False
-    with interrupt_flag() as flag:
+    with stop_requests() as stop:
+        recorder = RunRecorder(output, agent, config, state, stop, show_progress)
         try:
-            # in-flight episodes of an interrupted run are dropped; their seeds are not reused
-            engine.run(remaining, start_index=state["next_index"], on_episode=on_episode, on_update=on_update)
-            if agent.buffer and not flag["stop"]:
-                on_update(agent.train())
-        except (StopRun, KeyboardInterrupt):
-            interrupted = True
+            # in-flight episodes of a stopped run are dropped; a resumed run goes on from the committed index
+            engine.run(config.episodes - state["episodes"], start_index=state["next_index"],
+                       on_episode=recorder.on_episode, on_update=recorder.on_update)
+            if agent.buffer:
+                recorder.on_update(agent.train())
+            recorder.commit()
+        except StopRun:
+            pass
+        except TrainingError as exc:
+            path = recorder.checkpoint()
+            raise TrainingError(f"{exc}. The run stopped; its last good state is in {path}: continue with "
+                                f"`llamagym run --resume {output}` (flags given with --resume change settings)"
+                                ) from None
         finally:
-            bar.close()
-            metrics.close()
-            episodes_log.close()
-            engine.close()
-    checkpoint_now()
-    save_model_dir(agent, output / ADAPTER_DIR)
-    summary = {"output": str(output), "episodes": state["episodes"], "updates": state["updates"],
-               "interrupted": interrupted, "wall_time_s": time.perf_counter() - started,
-               "last_100_return": float(running.postfix()["return"]), "adapter": str(output / ADAPTER_DIR)}
-    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+            recorder.close()
+        checkpoint = recorder.checkpoint()  # a signal from here on is already being answered
+        save_model_dir(agent, output / ADAPTER_DIR)
+    committed = recorder.committed
+    summary = {"output": str(output), "episodes": committed["episodes"], "updates": committed["updates"],
+               "dropped_episodes": committed["dropped_episodes"], "interrupted": stop.name or None,
+               "exit_code": stop.exit_code, "wall_time_s": committed["time_s"],
+               "last_100_return": recorder.running.mean_return(), "checkpoint": str(checkpoint),
+               "adapter": str(output / ADAPTER_DIR)}
+    atomic_write_text(output / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
+
+
+def _write_config(output: Path, config: RunConfig, state: dict[str, Any], resume: bool) -> None:
+    """`config.json`: the settings, and for a resumed run that changed some, when and what changed."""
+    from .checkpoint import atomic_write_text
+
+    path = output / CONFIG_FILE
+    record: dict[str, Any] = {"config": to_dict(config)}
+    if resume:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        changes = config_changes(build(RunConfig, record["config"]), config)
+        if not changes:
+            return
+        record["config"] = to_dict(config)
+        record.setdefault("changes", []).append({"update": state["updates"], "episode": state["episodes"],
+                                                 "settings": changes})
+    atomic_write_text(path, json.dumps(record, indent=2))
 
 
 def config_from_run(run_dir: Path) -> RunConfig | None:
@@ -244,4 +228,4 @@ def config_from_run(run_dir: Path) -> RunConfig | None:
         raise ConfigError(f"{str(path)!r} is not a llamagym run config: {exc}") from None
 
 
-__all__ = ["train", "resolve_config", "build_agent", "make_engine", "config_from_run"]
+__all__ = ["train", "resolve_config", "resume_config", "build_agent", "make_engine", "config_from_run"]

@@ -18,7 +18,8 @@ from .options import collect_flags, config_options
               help="TOML file of settings (top-level keys and [ppo], [generation], [lora] tables)")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="run directory [default: runs/AGENT-ENV-TIME]")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
-              help="continue the run in this directory from its latest checkpoint")
+              help="continue the run in this directory from its latest checkpoint; flags given with it change "
+                   "settings (e.g. --episodes, --learning-rate), but not agent, env, model or LoRA")
 @click.option("--overwrite", is_flag=True, help="replace an existing output directory")
 @click.option("--no-preset", is_flag=True, help="ignore the agent's recommended settings")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
@@ -30,41 +31,56 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     """Train AGENT on ENV with PPO; metrics, checkpoints and the adapter go to the output directory.
 
     Settings are layered: defaults < the agent's preset < --config file < flags.
+    Ctrl-C (or SIGTERM) stops at the next episode boundary with a checkpoint, exiting with 130 (143);
+    `--resume DIR` continues from there. A second Ctrl-C stops at once, keeping the previous checkpoint.
     """
     from ..errors import UsageError
+    from ..interrupts import ForcedStop
     from ..launch import is_main_process
-    from ..runner import config_from_run, resolve_config, train
+    from ..rundir import default_output
+    from ..runner import resolve_config, resume_config, train
+    from . import CliError
 
+    flags = collect_flags({**values, "agent": agent, "env": env})
     if resume_dir:
-        config = config_from_run(Path(resume_dir))
-        if config is None:
-            raise UsageError(f"cannot resume: {resume_dir!r} is not a llamagym run directory")
+        if output and Path(output).resolve() != Path(resume_dir).resolve():
+            raise UsageError(f"--resume {resume_dir} continues that directory; drop -o/--output {output}")
+        config = resume_config(Path(resume_dir), flags, config_file)
         output = resume_dir
     else:
-        flags = collect_flags({**values, "agent": agent, "env": env})
         config = resolve_config(flags, config_file, use_preset=not no_preset)
-    if num_processes > 1:
-        summary = _launch(num_processes, config, output, bool(resume_dir), overwrite, quiet)
-    else:
-        summary = train(config, Path(output) if output else None, resume=bool(resume_dir), overwrite=overwrite,
-                        show_progress=not quiet)
+    output = Path(output) if output else default_output(config.agent, config.env)
+    try:
+        if num_processes > 1:
+            summary = _launch(num_processes, config, output, bool(resume_dir), overwrite, quiet)
+        else:
+            summary = train(config, output, resume=bool(resume_dir), overwrite=overwrite, show_progress=not quiet)
+    except ForcedStop as stop:
+        raise CliError(f"stopped by a second {stop} without a final checkpoint; `llamagym run --resume "
+                       f"{output}` continues from the last one", 128 + stop.signal) from None
+    except KeyboardInterrupt:  # Ctrl-C while the model was loading: the run never started
+        raise CliError("interrupted before training began; nothing was written", 130) from None
     if not is_main_process():
         return
-    state = "interrupted after" if summary["interrupted"] else "trained"
-    click.echo(f"{state} {summary['episodes']} episodes, {summary['updates']} updates in "
+    if summary["interrupted"]:
+        click.echo(f"stopped by {summary['interrupted']} after {summary['episodes']} episodes, "
+                   f"{summary['updates']} updates; checkpoint {summary['checkpoint']}")
+        click.echo(f"continue with: llamagym run --resume {summary['output']}")
+        click.get_current_context().exit(summary["exit_code"])
+    dropped = f" ({summary['dropped_episodes']} dropped for environment errors)" if summary["dropped_episodes"] else ""
+    click.echo(f"trained {summary['episodes']} episodes{dropped}, {summary['updates']} updates in "
                f"{summary['wall_time_s']:.0f}s; return over the last 100 episodes {summary['last_100_return']:+.3f}")
     click.echo(f"adapter saved to {summary['adapter']}")
 
 
-def _launch(num_processes: int, config: Any, output: str | None, resume: bool, overwrite: bool, quiet: bool
+def _launch(num_processes: int, config: Any, output: Path, resume: bool, overwrite: bool, quiet: bool
             ) -> dict[str, Any]:
     """Check what can be checked here (output directory, model), then start the processes."""
     from ..launch import launch
     from ..models import resolve_model_source
-    from ..runner import default_output, prepare_output
+    from ..rundir import check_output
 
-    output = Path(output) if output else default_output(config)
-    prepare_output(output, resume, overwrite)
+    check_output(output, resume, overwrite)
     resolve_model_source(config.model)
     verbose = click.get_current_context().find_root().params.get("verbose", False)
     return launch(num_processes, config, output, resume=resume, overwrite=overwrite, show_progress=not quiet,
