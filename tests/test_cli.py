@@ -26,6 +26,7 @@ def test_run_trains_and_saves_everything(tiny_model_dir, tmp_path):
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert len(episodes) == 8 and len(metrics) == 2 and metrics[-1]["update"] == 2
+    assert [m["episodes"] for m in metrics] == [4, 8]  # the update after episode 4 counts episode 4
     assert {"ppo/kl", "env/return_mean", "env/invalid_rate", "env/win_rate"} <= set(metrics[0])
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["ppo"]["batch_size"] == 4 and config["lora"]["r"] == 2

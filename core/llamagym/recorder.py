@@ -102,7 +102,9 @@ class RunRecorder:
             logger.warning("update %d skipped: NaN or inf in the advantages, loss or gradient (the weights are "
                            "unchanged; %d skipped in a row stop the run)", state["updates"],
                            self.agent.ppo_config.max_nonfinite_updates)
-        self.metrics.log({"update": state["updates"], "episodes": state["episodes"], "time_s": self.elapsed(),
+        # the agent has counted the episode whose end started this update; the run state counts it just after
+        episodes = max(state["episodes"], self.agent.counters["episodes"])
+        self.metrics.log({"update": state["updates"], "episodes": episodes, "time_s": self.elapsed(),
                           "env/dropped_episodes": state["dropped_episodes"], **stats}, step=state["updates"])
         state["metrics_rows"] += 1
         every = self.config.checkpoint_every
