@@ -85,7 +85,8 @@ def test_model_directory_without_tokenizer(tmp_path):
 def test_list_and_plugins_show_the_blackjack_package():
     listed = invoke("list", "--json")
     data = json.loads(listed.output)
-    assert {"name": "blackjack", "package": "llamagym-blackjack"}.items() <= data["agents"][0].items()
+    blackjack_agent = next(a for a in data["agents"] if a["name"] == "blackjack")
+    assert blackjack_agent["package"] == "llamagym-blackjack"
     plugins = json.loads(invoke("plugins", "--json").output)
     blackjack = next(p for p in plugins if p["name"] == "blackjack")
     assert blackjack["distribution"] == "llamagym-blackjack" and blackjack["agents"] == ["blackjack"]

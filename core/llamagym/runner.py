@@ -75,8 +75,11 @@ def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig) -> Any:
         from .rollout import RolloutEngine
 
         return RolloutEngine(agent, env_spec.make, config.num_envs, config.seed)
-    raise UsageError(f"env {env_spec.id!r} is a PettingZoo {env_spec.kind} game; multi-agent training needs the "
-                     f"multi-agent engine (pip install llamagym-pettingzoo)")
+    if env_spec.kind in ("aec", "parallel"):
+        from .multiagent.build import build_game_engine
+
+        return build_game_engine(agent, env_spec, config)
+    raise UsageError(f"env {env_spec.id!r} has kind {env_spec.kind!r}, which no engine plays")
 
 
 def prepare_output(output: Path, resume: bool, overwrite: bool) -> None:
