@@ -274,3 +274,23 @@ def test_seat_observation_legal_moves():
     assert seat_observation(3, "p", 1, Discrete(3)).legal_actions == (0, 1, 2)
     assert seat_observation(3, "p", 1, None).legal_actions is None
     assert isinstance(masked, SeatObservation)
+
+
+def test_scripted_opponents_from_plugins(bare_pm):
+    import types
+
+    from llamagym import PluginError, hookimpl
+    from llamagym.multiagent.opponents import find_scripted
+
+    def plugin(name, envs):
+        @hookimpl
+        def llamagym_register_opponents(register):
+            register("greedy", "random:choice", envs=envs, description="takes anything")
+        return types.SimpleNamespace(llamagym_register_opponents=llamagym_register_opponents)
+
+    bare_pm.register(plugin("a", ("tictactoe_v3",)), name="a")
+    bare_pm.register(plugin("b", ("connect_four_v3",)), name="b")
+    assert find_scripted(bare_pm, "greedy", "connect_four_v3").plugin == "b"
+    bare_pm.register(plugin("c", None), name="c")
+    with pytest.raises(PluginError, match="'greedy' is registered by both"):
+        find_scripted(bare_pm, "greedy", "tictactoe_v3")

@@ -54,6 +54,9 @@ class GameStats:
     """The main policy's results over the games since the last update, added to each update's statistics."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.games = self.wins = self.draws = self.losses = self.turns = self.invalid = self.mixed = 0
 
     def add(self, result: GameResult, mixed: bool) -> None:
@@ -72,7 +75,7 @@ class GameStats:
         stats = {"game/games": self.games, "game/win_rate": self.wins / n, "game/draw_rate": self.draws / n,
                  "game/loss_rate": self.losses / n, "game/illegal_rate": self.invalid / max(self.turns, 1),
                  "game/other_policy_rate": self.mixed / n}
-        self.__init__()
+        self.reset()
         return stats
 
 
@@ -137,12 +140,15 @@ class GameEngine:
                     self._fail(table, games, f"step of game {game.index} raised {type(exc).__name__}: {exc}")
                     continue
                 self._reward(table, game, rewards)
-                if waiting:
+                if not waiting:
+                    self._finish(table, games)
+                elif all(game.lineup[seat].instant for seat in waiting):  # scripted seats move at once
+                    self._step(table, self._instant_moves(table, game, waiting), games)
+                else:
                     for seat, observation in waiting.items():
                         player = game.lineup[seat]
                         requests.setdefault(id(player), (player, {}))[1][(table, seat)] = observation
                     break
-                self._finish(table, games)
         return requests
 
     def _act(self, requests: dict[int, tuple[Any, dict]]) -> dict[tuple[int, str], Any]:
@@ -152,6 +158,14 @@ class GameEngine:
             for slot, observation in observations.items():
                 actions[slot] = self._legal(player, slot, observation, answered[slot])
         return actions
+
+    def _instant_moves(self, table: int, game: Game, waiting: dict[str, SeatObservation]) -> dict[str, Any]:
+        moves = {}
+        for seat, view in waiting.items():
+            player = game.lineup[seat]
+            moves[seat] = self._legal(player, (table, seat), view, player.act_batch({(table, seat): view})[
+                (table, seat)])
+        return moves
 
     def _legal(self, player: Any, slot: tuple[int, str], observation: SeatObservation, action: Any) -> Any:
         """The move itself if legal, else a uniformly random legal move (and the turn counts as invalid)."""

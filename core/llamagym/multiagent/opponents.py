@@ -4,6 +4,7 @@ a saved adapter (a frozen checkpoint), or a scripted opponent a plugin registers
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ import pluggy
 
 from ..errors import PluginError, UnknownNameError
 from ..registry import import_object
+
+logger = logging.getLogger(__name__)
 
 RANDOM = "random"
 BASE_MODEL = "base"
@@ -37,20 +40,31 @@ class OpponentSpec:
 
 
 def scripted_opponents(pm: pluggy.PluginManager) -> list[OpponentSpec]:
-    """Every scripted opponent the loaded plugins register; one name may serve different envs."""
+    """Every scripted opponent the loaded plugins register; one name may serve different envs. A plugin whose
+    registration raises is logged and skipped, as with agents and envs."""
     specs: list[OpponentSpec] = []
     for impl in pm.hook.llamagym_register_opponents.get_hookimpls():
-        def register(name: str, policy: Any, envs: Any = None, description: str = "",
-                     _plugin: str = impl.plugin_name) -> None:
-            spec = OpponentSpec(name, policy, tuple(envs) if envs is not None else None, description, _plugin)
-            for other in specs:
-                if other.name == name and (other.envs is None or spec.envs is None or set(other.envs) & set(spec.envs)):
-                    raise PluginError(f"opponent {name!r} is registered by both {other.plugin!r} and {_plugin!r} "
-                                      f"for the same env")
-            specs.append(spec)
-
-        impl.function(register=register)
+        try:
+            impl.function(register=_register_into(specs, impl.plugin_name))
+        except PluginError:
+            raise
+        except Exception as exc:
+            logger.warning("plugin %r: llamagym_register_opponents raised %s: %s", impl.plugin_name,
+                           type(exc).__name__, exc)
     return specs
+
+
+def _register_into(specs: list[OpponentSpec], plugin: str) -> Callable:
+    def register(name: str, policy: Any, envs: Any = None, description: str = "") -> None:
+        spec = OpponentSpec(name, policy, tuple(envs) if envs is not None else None, description, plugin)
+        for other in specs:
+            overlap = other.envs is None or spec.envs is None or set(other.envs) & set(spec.envs)
+            if other.name == name and overlap:
+                raise PluginError(f"opponent {name!r} is registered by both {other.plugin!r} and {plugin!r} for "
+                                  f"the same env")
+        specs.append(spec)
+
+    return register
 
 
 def is_checkpoint(name: str) -> bool:

@@ -20,6 +20,8 @@ class PolicyPlayer:
     """An Agent in a seat. `adapter` names the LoRA adapter it plays with (None: the active one; adapters.BASE:
     the base model); only a player with `learns` keeps its episodes for PPO."""
 
+    instant = False  # its moves need a generation, batched with every other seat waiting on it
+
     def __init__(self, agent: Any, name: str = "policy", adapter: str | None = None, learns: bool = True):
         self.agent, self.name, self.adapter, self.learns = agent, name, adapter, learns
 
@@ -71,6 +73,7 @@ class ScriptedPlayer:
     """A move function in a seat (random legal moves, or a heuristic a plugin registers); it never learns."""
 
     learns = False
+    instant = True  # moves at once, without waiting for the round's generation
 
     def __init__(self, policy: MovePolicy, name: str, seed: int = 0):
         self.policy, self.name = policy, name

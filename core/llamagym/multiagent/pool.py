@@ -51,7 +51,7 @@ class SnapshotPool:
             index = len(self.players)
             name = POOL_ADAPTER.format(index)
             add_adapter(self.agent, name)
-            self.players.append(PolicyPlayer(clone_agent(self.agent, seed_offset=1000 + index), f"snapshot",
+            self.players.append(PolicyPlayer(clone_agent(self.agent, seed_offset=1000 + index), "snapshot",
                                              adapter=name, learns=False))
             self.ages.append(0)
         else:

@@ -108,3 +108,11 @@ def test_against_a_scripted_opponent_on_poker(llamagym_tiny_model_dir, tmp_path)
     assert result.exit_code == 0, result.output
     episodes = rows(out / "episodes.jsonl")
     assert len(episodes) == 6 and all(row["error"] is None and row["turns"] >= 1 for row in episodes)
+
+
+def test_list_shows_the_games_and_their_opponents():
+    data = json.loads(invoke("list", "--json").output)
+    kinds = {e["id"]: e["kind"] for e in data["envs"]}
+    assert kinds["tictactoe_v3"] == "aec" and kinds["rps_v2"] == "parallel"
+    opponents = {(o["name"], tuple(o["envs"] or ())) for o in data["opponents"]}
+    assert {("random", ()), ("base", ()), ("heuristic", ("tictactoe_v3",)), ("rock", ("rps_v2",))} <= opponents
