@@ -44,7 +44,10 @@ def parse_args() -> argparse.Namespace:
 
 def overrides(pairs: list[str]) -> dict[str, Any]:
     """`ppo.batch_size=32` style settings as a nested config dict (values read as TOML scalars)."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
 
     out: dict[str, Any] = {}
     for pair in pairs:

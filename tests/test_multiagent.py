@@ -294,3 +294,28 @@ def test_scripted_opponents_from_plugins(bare_pm):
     bare_pm.register(plugin("c", None), name="c")
     with pytest.raises(PluginError, match="'greedy' is registered by both"):
         find_scripted(bare_pm, "greedy", "tictactoe_v3")
+
+
+class RecordingPlayer(PolicyPlayer):
+    """Records how many seats each batched generation answered."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = []
+
+    def act_batch(self, observations):
+        self.batches.append(sorted(observations))
+        return super().act_batch(observations)
+
+
+@pytest.mark.parametrize("versus_random", [False, True])
+def test_one_generation_answers_every_seat_waiting_across_tables(tiny, bare_pm, versus_random):
+    agent = lora_agent(tiny, bare_pm, batch_size=1000)
+    main = RecordingPlayer(agent)
+    lineup = VersusOpponent(main, _random_player()) if versus_random else SelfPlay(main)
+    engine = GameEngine(tictactoe, lineup, num_tables=4, seed=0)
+    results = engine.run(8)
+    # every table waits on the policy in the first rounds (random moves are made at once, not in a round)
+    assert [len(batch) for batch in main.batches[:3]] == [4, 4, 4]
+    assert all(len({table for table, _ in batch}) == len(batch) for batch in main.batches)  # one seat per table
+    assert sum(len(batch) for batch in main.batches) == sum(r.turns for r in results)

@@ -44,7 +44,11 @@ def resolve_config(flags: dict[str, Any], config_file: str | None = None, use_pr
     config = build(RunConfig, merge(preset, file_values, flags))
     if not config.env:
         raise UsageError("no environment given: pass --env ID (see `llamagym list`) or set env in the config file")
-    get_registry().env(config.env)
+    env_spec = get_registry().env(config.env)
+    if env_spec.kind != "gymnasium" and config.multiagent.play == "opponent":
+        from .multiagent.opponents import check_opponent
+
+        check_opponent(get_registry().pm, config.multiagent.opponent, config.env)
     return config
 
 

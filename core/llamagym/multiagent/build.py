@@ -8,12 +8,12 @@ from typing import Any
 
 from ..config import RunConfig
 from ..registry import EnvSpec
-from .adapters import BASE, active_adapter, add_adapter, adapter_active, clone_agent, peft_model_of
+from . import opponents
+from .adapters import BASE, active_adapter, adapter_active, add_adapter, clone_agent, peft_model_of
 from .engine import GameEngine
 from .lineups import PerSeat, SelfPlay, VersusOpponent
 from .players import PolicyPlayer, ScriptedPlayer, random_move
 from .pool import SnapshotPool
-from . import opponents
 
 OPPONENT_ADAPTER = "opponent"
 

@@ -76,6 +76,14 @@ def test_bad_opponent_is_a_one_line_error(llamagym_tiny_model_dir, args, message
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+def test_run_checks_the_opponent_before_loading_anything(llamagym_tiny_model_dir, tmp_path):
+    result = invoke(*run_args(llamagym_tiny_model_dir, tmp_path / "z", "tictactoe", "tictactoe_v3", 2,
+                              "--play", "opponent", "--opponent", "heuristc"))
+    assert result.exit_code == 2 and "unknown opponent for tictactoe_v3 'heuristc' (did you mean 'heuristic'?)" in (
+        result.output)
+    assert not (tmp_path / "z").exists()
+
+
 def test_opponent_flag_is_for_games_only(llamagym_tiny_model_dir):
     result = invoke("eval", "--agent", "blackjack", "--env", "Blackjack-v1", "--model", llamagym_tiny_model_dir,
                     "--opponent", "random")
