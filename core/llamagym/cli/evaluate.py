@@ -48,10 +48,12 @@ def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, oppone
     from ..errors import UsageError
     from ..evaluation import evaluate
     from ..registry import get_registry
-    from ..runner import build_agent, config_from_run, make_engine
+    from ..runner import build_agent, config_from_run, load_preset, make_engine
 
     adapter = find_adapter(Path(checkpoint)) if checkpoint else None
-    base = (config_from_run(adapter) if adapter else None) or RunConfig()
+    base = config_from_run(adapter) if adapter else None
+    if base is None:  # no run to copy: the agent's preset, so that generation matches how it trains
+        base = build(RunConfig, load_preset(get_registry().agent(agent)) if agent else {})
     config = build(RunConfig, {"agent": agent or base.agent, "env": env or base.env,
                                "model": model or base.model, "seed": seed, "num_envs": num_envs},
                    base=base)

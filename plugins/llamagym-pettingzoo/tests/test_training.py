@@ -124,3 +124,21 @@ def test_list_shows_the_games_and_their_opponents():
     assert kinds["tictactoe_v3"] == "aec" and kinds["rps_v2"] == "parallel"
     opponents = {(o["name"], tuple(o["envs"] or ())) for o in data["opponents"]}
     assert {("random", ()), ("base", ()), ("heuristic", ("tictactoe_v3",)), ("rock", ("rps_v2",))} <= opponents
+
+
+def test_eval_of_the_untrained_model_uses_the_agents_preset(llamagym_tiny_model_dir, monkeypatch):
+    """Baseline and trained agent must be measured alike: the preset's generation settings (as in training)."""
+    from llamagym import runner
+
+    seen = {}
+    original = runner.build_agent
+
+    def spy(config, adapter=None):
+        seen["generation"] = config.generation
+        return original(config, adapter)
+
+    monkeypatch.setattr(runner, "build_agent", spy)
+    result = invoke("eval", "--agent", "tictactoe", "--env", "tictactoe_v3", "--model", llamagym_tiny_model_dir,
+                    "--episodes", 2, "--num-envs", 2, "-q")
+    assert result.exit_code == 0, result.output
+    assert seen["generation"].max_new_tokens == 4 and seen["generation"].max_history_turns == 1
