@@ -10,12 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from llamagym import ActionParseError
+from llamagym.multiagent.game_agent import IllegalMoveError
 from llamagym.plugins import get_plugin_manager, plugin_records
 from llamagym.registry import get_registry
 from llamagym.strategies import responses, space_values, words_of
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_OF_AGENT = {"blackjack": "Blackjack-v1"}
+ENV_OF_AGENT = {"blackjack": "Blackjack-v1", "tictactoe": "tictactoe_v3", "connect_four": "connect_four_v3",
+                "rps": "rps_v2", "leduc_holdem": "leduc_holdem_v4", "texas_holdem": "texas_holdem_v4"}
 EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -34,13 +36,18 @@ def test_every_first_party_agent_is_covered():
 
 
 def spaces_of(env_id):
+    """(observation space, action space, what the agent is shown for a raw observation)."""
     spec = get_registry().env(env_id)
     env = spec.make()
     try:
         if spec.kind == "gymnasium":
-            return env.observation_space, env.action_space
+            return env.observation_space, env.action_space, lambda raw: raw
+        from llamagym.multiagent.observation import seat_observation
+
         player = env.possible_agents[0]  # PettingZoo: every seat of a first-party game has the same spaces
-        return env.observation_space(player), env.action_space(player)
+        action_space = env.action_space(player)
+        # a game agent reads the engine's SeatObservation: the raw observation split from its action mask
+        return env.observation_space(player), action_space, lambda raw: seat_observation(raw, player, 0, action_space)
     finally:
         env.close()
 
@@ -61,19 +68,22 @@ def subject(request):
     """(agent, observation space, action space), the agent on the tiny model with every installed plugin."""
     from llamagym.testing import tiny_model_and_tokenizer
 
-    observation_space, action_space = spaces_of(ENV_OF_AGENT[request.param])
+    observation_space, action_space, shown = spaces_of(ENV_OF_AGENT[request.param])
     model, tokenizer = tiny_model_and_tokenizer()
     agent_class = get_registry().agent(request.param).load()
     agent = agent_class(model, tokenizer, "cpu", {"max_new_tokens": 4}, action_space=action_space)
-    return agent, observation_space, action_space
+    # a seat is only asked to move when at least one move is legal
+    observations = space_values(observation_space).map(shown).filter(
+        lambda seen: getattr(seen, "legal_actions", None) != ())
+    return agent, observations, action_space
 
 
 def test_formatter_renders_any_observation(subject):
-    agent, observation_space, _ = subject
+    agent, observations, _ = subject
     hook = agent.plugin_manager.hook
 
     @EXAMPLES
-    @given(observation=space_values(observation_space))
+    @given(observation=observations)
     def check(observation):
         text = hook.llamagym_format_observation(agent=agent, observation=observation)
         assert isinstance(text, str) and text.strip()
@@ -82,18 +92,21 @@ def test_formatter_renders_any_observation(subject):
 
 
 def test_extractor_returns_a_valid_action_or_the_parse_error(subject):
-    agent, observation_space, action_space = subject
+    agent, observations, action_space = subject
     hook = agent.plugin_manager.hook
+    literals = string_literals(type(agent))
     words = words_of(hook.llamagym_system_prompt(agent=agent),
-                     hook.llamagym_format_observation(agent=agent, observation=observation_space.sample()),
-                     *string_literals(type(agent)))
-    outcomes = {"action": 0, "parse error": 0}
+                     hook.llamagym_format_observation(agent=agent, observation=observations.example()), *literals)
+    outcomes = {"action": 0, "illegal move": 0, "parse error": 0}
 
     @EXAMPLES
-    @given(response=responses(words, agent.response_prefix), observation=space_values(observation_space))
+    @given(response=responses(words, agent.response_prefix, key_words=words_of(*literals)), observation=observations)
     def check(response, observation):
         try:
             action = hook.llamagym_extract_action(agent=agent, response=response, observation=observation)
+        except IllegalMoveError:  # a move was named, just not a legal one: stopping there was right
+            outcomes["illegal move"] += 1
+            return
         except ActionParseError:
             outcomes["parse error"] += 1
             assert not hook.llamagym_response_complete(agent=agent, response=response), (
@@ -104,7 +117,8 @@ def test_extractor_returns_a_valid_action_or_the_parse_error(subject):
         assert action == hook.llamagym_extract_action(agent=agent, response=response, observation=observation)
 
     check()
-    assert outcomes["action"] and outcomes["parse error"], outcomes  # both branches were exercised
+    # both branches were exercised: responses that name a move (legal or not) and responses that name none
+    assert outcomes["action"] + outcomes["illegal move"] and outcomes["parse error"], outcomes
 
 
 def test_response_complete_answers_any_text(subject):

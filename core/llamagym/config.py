@@ -94,6 +94,23 @@ class LoraConfig:
 
 
 @dataclass
+class MultiAgentConfig:
+    """Who plays whom in PettingZoo games (ignored for Gymnasium environments)."""
+
+    play: str = option("selfplay", "selfplay: one shared policy in every seat; separate: one LoRA adapter per "
+                       "seat; opponent: the learner against a fixed opponent",
+                       choices=("selfplay", "separate", "opponent"))
+    opponent: str = option("random", "the fixed opponent (play=opponent): random, base (the untrained model), "
+                           "a scripted opponent a plugin registers, or a run/adapter directory")
+    learner_seat: str = option("alternate", "the learner's seat against a fixed opponent: alternate (a "
+                               "different seat each game) or an agent id such as player_1")
+    pool_rate: float = option(0.2, "self-play: probability that a past snapshot plays one seat of a game",
+                              min=0.0, max=1.0)
+    pool_size: int = option(4, "self-play: past snapshots kept as opponents (0: no pool)", min=0)
+    snapshot_every: int = option(4, "self-play: PPO updates between snapshots added to the pool", min=1)
+
+
+@dataclass
 class RunConfig:
     """One training run: what to train, where, for how long, and every hyperparameter."""
 
@@ -115,9 +132,10 @@ class RunConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    multiagent: MultiAgentConfig = field(default_factory=MultiAgentConfig)
 
 
-SECTIONS = ("ppo", "generation", "lora")
+SECTIONS = ("ppo", "generation", "lora", "multiagent")
 
 # Keys of trl's old PPOConfig that LlamaGym users pass in ppo_config_dict, mapped to ours.
 PPO_ALIASES = {"init_kl_coef": "kl_coef", "adap_kl_ctrl": "adaptive_kl", "target": "kl_target",

@@ -36,6 +36,18 @@ def llamagym_register_envs(register):
     """
 
 
+@hookspec
+def llamagym_register_opponents(register):
+    """Contribute scripted opponents for PettingZoo games: call ``register(name, policy, envs=None,
+    description="")``.
+
+    ``policy(observation, rng)`` returns a move for a ``llamagym.multiagent.SeatObservation`` (``rng`` is a
+    seeded ``random.Random``); it may be a ``"module:function"`` string, imported on first use. ``envs`` lists the
+    env ids it can play (None: any). ``llamagym run --play opponent --opponent NAME`` and ``llamagym eval
+    --opponent NAME`` use it.
+    """
+
+
 @hookspec(firstresult=True)
 def llamagym_system_prompt(agent):
     """Return the system prompt for ``agent`` (a string), or None to leave it to the next implementation."""

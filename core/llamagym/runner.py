@@ -48,7 +48,11 @@ def resolve_config(flags: dict[str, Any], config_file: str | None = None, use_pr
     config = build(RunConfig, merge(preset, file_values, flags))
     if not config.env:
         raise UsageError("no environment given: pass --env ID (see `llamagym list`) or set env in the config file")
-    get_registry().env(config.env)
+    env_spec = get_registry().env(config.env)
+    if env_spec.kind != "gymnasium" and config.multiagent.play == "opponent":
+        from .multiagent.opponents import check_opponent
+
+        check_opponent(get_registry().pm, config.multiagent.opponent, config.env)
     return config
 
 
@@ -80,8 +84,11 @@ def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig) -> Any:
 
         return RolloutEngine(agent, env_spec.make, config.num_envs, config.seed,
                              max_env_errors=config.max_env_errors)
-    raise UsageError(f"env {env_spec.id!r} is a PettingZoo {env_spec.kind} game; multi-agent training needs the "
-                     f"multi-agent engine (pip install llamagym-pettingzoo)")
+    if env_spec.kind in ("aec", "parallel"):
+        from .multiagent.build import build_game_engine
+
+        return build_game_engine(agent, env_spec, config)
+    raise UsageError(f"env {env_spec.id!r} has kind {env_spec.kind!r}, which no engine plays")
 
 
 def resume_config(run_dir: Path, flags: dict[str, Any], config_file: str | None = None) -> RunConfig:
@@ -186,6 +193,7 @@ def _train_in(output: Path, agent: Any, engine: Any, config: RunConfig, resume: 
                                 ) from None
         finally:
             recorder.close()
+        engine.close()  # a game engine drops its frozen opponents' adapters: only learners are saved
         checkpoint = recorder.checkpoint()  # a signal from here on is already being answered
         save_model_dir(agent, output / ADAPTER_DIR)
     committed = recorder.committed

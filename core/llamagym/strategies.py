@@ -66,11 +66,17 @@ def words_of(*texts: str) -> list[str]:
     return sorted({variant for w in words for variant in (w, w.lower(), w.upper(), w.capitalize())})
 
 
-def responses(words: Iterable[str] = (), prefix: str = "") -> st.SearchStrategy[str]:
+def responses(words: Iterable[str] = (), prefix: str = "", key_words: Iterable[str] = ()
+              ) -> st.SearchStrategy[str]:
     """Model responses: arbitrary text, and text stitched from `words` and punctuation (so a parser meets both
-    responses it accepts and near misses), each after the agent's response prefix."""
+    responses it accepts and near misses), each after the agent's response prefix. `key_words` (the words a parser
+    looks for) get a draw of their own, so they turn up even among many other words."""
     vocabulary = sorted(set(words))
-    word = (st.sampled_from(vocabulary) | st.text(max_size=4)) if vocabulary else st.text(max_size=4)
+    key = sorted(set(key_words))
+    word = st.text(max_size=4)
+    for choices in (vocabulary, key):
+        if choices:
+            word = st.sampled_from(choices) | word
     separator = st.sampled_from(SEPARATORS) | st.text(max_size=3)
-    stitched = st.lists(st.tuples(word, separator).map("".join), max_size=8).map("".join)
+    stitched = st.lists(st.tuples(separator, word).map("".join), max_size=8).map("".join)
     return st.one_of(st.text(), stitched).map(lambda text: prefix + text)

@@ -34,10 +34,13 @@ def find_adapter(path: Path) -> Path:
 @click.option("--episodes", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="evaluation episodes are seeded from this")
 @click.option("--num-envs", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--opponent", help="games only: random, base (the untrained model), a scripted opponent a plugin "
+                                "registers, or a run/adapter directory; the agent takes each seat in turn "
+                                "[default: random]")
 @click.option("--sample", is_flag=True, help="sample responses (default: greedy decoding)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, sample, as_json, quiet):
+def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, opponent, sample, as_json, quiet):
     """Mean return (± standard error) and win/draw/loss rates of an agent, with no training."""
     from tqdm.auto import tqdm
 
@@ -58,13 +61,26 @@ def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, sample
                    base=base)
     env_spec = get_registry().env(config.env)
     get_registry().agent(config.agent)
+    if env_spec.kind != "gymnasium":
+        from ..multiagent.opponents import check_opponent
+        from ..plugins import get_plugin_manager
+
+        opponent = check_opponent(get_plugin_manager(), opponent or "random", config.env)
+        config = build(RunConfig, {"multiagent": {"play": "opponent", "opponent": opponent,
+                                                  "learner_seat": "alternate"}}, base=config)
+    elif opponent:
+        raise UsageError(f"--opponent applies to PettingZoo games; {config.env!r} is a single-agent environment")
     the_agent = build_agent(config, adapter=str(adapter) if adapter else None)
     engine = make_engine(the_agent, env_spec, config)
     with tqdm(total=episodes, unit="ep", disable=quiet, desc="evaluating") as bar:
         result = evaluate(the_agent, engine, episodes, greedy=not sample, on_episode=lambda r: bar.update(1))
     engine.close()
     if as_json:
-        click.echo(json.dumps(result.to_dict()))
+        payload = result.to_dict()
+        if env_spec.kind != "gymnasium":
+            payload["opponent"] = config.multiagent.opponent
+        click.echo(json.dumps(payload))
     else:
-        click.echo(f"{config.agent} on {config.env} ({'untrained' if adapter is None else adapter}): "
+        against = f" against {config.multiagent.opponent}" if env_spec.kind != "gymnasium" else ""
+        click.echo(f"{config.agent} on {config.env}{against} ({'untrained' if adapter is None else adapter}): "
                    f"{result.line()}")

@@ -27,8 +27,9 @@ def list_command(as_json: bool) -> None:
               for s in registry.agents.values()]
     envs = [{"id": s.id, "kind": s.kind, "package": _distribution_of(s.plugin, records),
              "description": s.description} for s in registry.envs.values()]
+    opponents = _opponents(records)
     if as_json:
-        click.echo(json.dumps({"agents": agents, "envs": envs, "errors": registry.errors}))
+        click.echo(json.dumps({"agents": agents, "envs": envs, "opponents": opponents, "errors": registry.errors}))
         return
     click.echo("Agents:")
     for a in sorted(agents, key=lambda a: a["name"]):
@@ -39,8 +40,25 @@ def list_command(as_json: bool) -> None:
     for e in sorted(envs, key=lambda e: e["id"]):
         click.echo(f"  {e['id']:<20} {e['package']:<24} {e['kind']:<10} {e['description']}")
     click.echo("  (any Gymnasium id also works with --env)")
+    click.echo("Opponents (for games: --opponent NAME):")
+    for o in opponents:
+        where = ", ".join(o["envs"]) if o["envs"] else "any game"
+        click.echo(f"  {o['name']:<20} {o['package']:<24} {where:<30} {o['description']}")
     for plugin, error in registry.errors.items():
         click.echo(f"  ! {plugin}: {error}", err=True)
+
+
+def _opponents(records: dict) -> list[dict]:
+    """Built-in and plugin-registered opponents for games (a run directory also works as --opponent)."""
+    from ..multiagent.opponents import BUILT_IN, scripted_opponents
+    from ..plugins import get_plugin_manager
+
+    built_in = [{"name": name, "package": "llamagym", "envs": None, "description": description}
+                for name, description in BUILT_IN.items()]
+    scripted = scripted_opponents(get_plugin_manager())
+    return built_in + [{"name": s.name, "package": _distribution_of(s.plugin, records),
+                        "envs": list(s.envs) if s.envs else None, "description": s.description}
+                       for s in sorted(scripted, key=lambda s: s.name)]
 
 
 @cli.command("plugins")

@@ -15,7 +15,7 @@ from .options import collect_flags, config_options
 @click.option("--agent", help="agent name (see `llamagym list`)")
 @click.option("--env", "env", help="environment id (see `llamagym list`)")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML file of settings (top-level keys and [ppo], [generation], [lora] tables)")
+              help="TOML file of settings (top-level keys and [ppo], [generation], [lora], [multiagent] tables)")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="run directory [default: runs/AGENT-ENV-TIME]")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="continue the run in this directory from its latest checkpoint; flags given with it change "
