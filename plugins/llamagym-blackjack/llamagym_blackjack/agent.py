@@ -8,8 +8,10 @@ from llamagym import Agent
 from llamagym.parsing import find_choice, match_choice
 
 STICK, HIT = 0, 1
-# "Stick or hit?" rather than "Hit or stick?": small models echo the last option, and starting from "mostly
-# stick" (return about -0.18) leaves PPO a clear first lesson: hit when no card can bust you.
+# Small models echo the option named last. Naming "stick or hit" in the system prompt and "Hit or stick?" in the
+# question balances them: the untrained model says hit and stick about equally often in every state, so PPO sees
+# both actions everywhere. (Asking "Stick or hit?" twice made it stick 90% of the time, and PPO never found out
+# that hitting a 9 wins.)
 ACTION_WORDS = {"stick": STICK, "stand": STICK, "stay": STICK, "hit": HIT}
 
 
@@ -28,7 +30,7 @@ class BlackjackAgent(Agent):
     def format_observation(self, observation: Any) -> str:
         player, dealer, usable_ace = (int(x) for x in observation)
         ace = " with a usable ace" if usable_ace else ""
-        return f"Your hand totals {player}{ace}. The dealer shows {card_name(dealer)}. Stick or hit?"
+        return f"Your hand totals {player}{ace}. The dealer shows {card_name(dealer)}. Hit or stick?"
 
     def extract_action(self, response: str) -> int:
         return match_choice(response, ACTION_WORDS)

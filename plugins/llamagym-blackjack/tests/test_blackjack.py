@@ -36,7 +36,7 @@ def test_generation_stops_once_an_action_word_appears(agent):
 
 def test_format_observation(agent):
     assert agent.format_observation((15, 1, 1)) == (
-        "Your hand totals 15 with a usable ace. The dealer shows an ace. Stick or hit?")
+        "Your hand totals 15 with a usable ace. The dealer shows an ace. Hit or stick?")
 
 
 def test_basic_strategy_beats_the_simple_policies_exactly():
