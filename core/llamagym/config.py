@@ -118,6 +118,8 @@ class RunConfig:
     env: str = option("", "environment id (see `llamagym list`)")
     model: str = option("default", "model: 'default' (embedded SmolLM2-135M-Instruct), a Hugging Face id, "
                         "a local directory or a .gguf file")
+    init_adapter: str = option("", "start from this LoRA adapter (and its value head, if saved) instead of fresh "
+                               "adapters: a `llamagym sft` output, a run directory, an adapter or a checkpoint")
     episodes: int = option(500, "training episodes", min=1)
     seed: int = option(0, "seed for the model's sampling and the environments")
     num_envs: int = option(16, "environment copies stepped together (one batched generation)", min=1)
