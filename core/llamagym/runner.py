@@ -92,13 +92,19 @@ def init_adapter_dir(config: RunConfig) -> str | None:
     return str(find_adapter(path))
 
 
-def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig, group_size: int = 1) -> Any:
-    """The rollout engine for the env's kind; `group_size` episodes share each reset seed (Gymnasium envs)."""
+def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig, group_size: int | None = None) -> Any:
+    """The rollout engine for the env's kind; `group_size` training episodes share each reset seed (Gymnasium envs;
+    default: the advantage estimator's groups)."""
+    from .advantages import seed_group_size
+
     if env_spec.kind == "gymnasium":
         from .rollout import RolloutEngine
 
-        return RolloutEngine(agent, env_spec.make, config.num_envs, config.seed,
-                             max_env_errors=config.max_env_errors, group_size=group_size)
+        return RolloutEngine(agent, env_spec.make, config.num_envs, config.seed, max_env_errors=config.max_env_errors,
+                             group_size=group_size or seed_group_size(config.ppo))
+    if seed_group_size(config.ppo) > 1:
+        raise UsageError(f"ppo.advantage = grpo needs episodes that start alike, which env {env_spec.id!r} (a game) "
+                         f"does not group yet; use advantage = gae or reinforce")
     if env_spec.kind in ("aec", "parallel"):
         from .multiagent.build import build_game_engine
 
