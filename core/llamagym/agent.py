@@ -119,6 +119,17 @@ class Agent:
         """Whether the partial response already holds a whole action, so generation can stop early."""
         return any(stop in response for stop in self.stop_strings)
 
+    def expert_action(self, observation: Any) -> Any:
+        """The action a scripted expert takes (demonstrations for `llamagym collect --policy expert`); None: no
+        expert."""
+        return None
+
+    def format_action(self, action: Any) -> str:
+        """The response text (after `response_prefix`) that names `action`, so a demonstration reads like the
+        model's own answer; `extract_action` must read the action back from it."""
+        raise NotImplementedError(f"{type(self).__name__} must define format_action(action) to record "
+                                  f"demonstrations: the text after its response prefix that names the action")
+
     def fallback_action(self, observation: Any) -> Any:
         """The action taken when the response holds no valid one (documented rule, in order):
         a random action of `action_space` if the agent has one, else the last valid action, else an error."""
@@ -144,6 +155,17 @@ class Agent:
         actions = {}
         for slot, prompt, response in zip(slots, prompts, responses):
             actions[slot] = self._record_turn(slot, observations[slot], prompt, response.token_ids)
+        return actions
+
+    def record_responses(self, observations: Mapping[Hashable, Any], responses: Mapping[Hashable, str]
+                         ) -> dict[Hashable, Any]:
+        """`act_batch` with given response texts (what follows `response_prefix`) instead of sampled ones: a
+        demonstration is recorded as if the model had said it. Returns the actions the responses name."""
+        actions = {}
+        for slot, observation in observations.items():
+            prompt = self._prompt_ids(slot, observation)
+            response = self.tokenizer(responses[slot], add_special_tokens=False)["input_ids"]
+            actions[slot] = self._record_turn(slot, observation, prompt, response)
         return actions
 
     def assign_reward(self, reward: float, slot: Hashable = 0) -> None:
@@ -207,7 +229,12 @@ class Agent:
         conversation = self._conversation(slot)
         text = call_hook(self, "llamagym_format_observation", observation=observation)
         conversation.messages.append({"role": "user", "content": str(text)})
-        ids = apply_chat_template(self.tokenizer, self._visible_messages(conversation.messages))
+        return self.prompt_ids(conversation.messages)
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The prompt token ids for a conversation that ends with a user message, exactly as the model sees them:
+        the visible history (`max_history_turns`), the chat template, the response prefix."""
+        ids = apply_chat_template(self.tokenizer, self._visible_messages(messages))
         if self.response_prefix:
             ids = ids + self.tokenizer(self.response_prefix, add_special_tokens=False)["input_ids"]
         return ids

@@ -43,6 +43,14 @@ class PPOConfig:
     kl_horizon: int = option(10000, "samples over which the adaptive KL weight adjusts", min=1)
     kl_estimator: str = option("k1", "per-token KL estimate: k1 (log ratio), abs, mse or k3",
                                choices=("k1", "abs", "mse", "k3"))
+    advantage: str = option("gae", "advantage estimator: gae (value head, GAE across turns), grpo (an episode's "
+                            "return minus the mean of group_size episodes from its reset seed) or reinforce (return "
+                            "minus a running baseline); grpo and reinforce train no value head",
+                            choices=("gae", "grpo", "reinforce"))
+    group_size: int = option(4, "advantage = grpo: training episodes played from each reset seed (batch_size must "
+                             "be a multiple)", min=2)
+    baseline_rate: float = option(0.1, "advantage = reinforce: how fast the running baseline follows each batch's "
+                                  "mean return", min=0.0, max=1.0, exclusive_min=True)
     gamma: float = option(1.0, "discount between turns of an episode", min=0.0, max=1.0)
     lam: float = option(0.95, "GAE lambda over tokens and turns", min=0.0, max=1.0)
     cliprange: float = option(0.2, "PPO policy ratio clip", min=0.0, exclusive_min=True)
@@ -118,6 +126,8 @@ class RunConfig:
     env: str = option("", "environment id (see `llamagym list`)")
     model: str = option("default", "model: 'default' (embedded SmolLM2-135M-Instruct), a Hugging Face id, "
                         "a local directory or a .gguf file")
+    init_adapter: str = option("", "start from this LoRA adapter (and its value head, if saved) instead of fresh "
+                               "adapters: a `llamagym sft` output, a run directory, an adapter or a checkpoint")
     episodes: int = option(500, "training episodes", min=1)
     seed: int = option(0, "seed for the model's sampling and the environments")
     num_envs: int = option(16, "environment copies stepped together (one batched generation)", min=1)

@@ -26,6 +26,7 @@ class Episode:
     """The turns of one episode of one agent (one seat, in a multi-player game)."""
 
     turns: list[Turn] = field(default_factory=list)
+    group: Any = None  # episodes of one group start alike (same reset seed): GRPO compares their returns
 
     @property
     def env_return(self) -> float:

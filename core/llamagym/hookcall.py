@@ -11,7 +11,8 @@ AGENT_METHODS_PLUGIN = "llamagym.agent_methods"
 AGENT_METHOD_OF_HOOK = {"llamagym_system_prompt": "get_system_prompt",
                         "llamagym_format_observation": "format_observation",
                         "llamagym_extract_action": "extract_action",
-                        "llamagym_response_complete": "response_complete"}
+                        "llamagym_response_complete": "response_complete",
+                        "llamagym_expert_action": "expert_action"}
 
 
 def call_hook(agent: Any, name: str, allowed: tuple[type[BaseException], ...] = (), **kwargs: Any) -> Any:

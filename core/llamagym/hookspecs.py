@@ -82,3 +82,14 @@ def llamagym_shape_reward(agent, reward, observation, response, action):
     Every implementation is called (shaping terms add up) and each term is logged under its plugin's name.
     ``observation`` is what the agent saw, ``response`` what it said, ``action`` what it did.
     """
+
+
+@hookspec(firstresult=True)
+def llamagym_expert_action(agent, observation):
+    """Return the action a scripted expert takes for ``observation`` (for example an optimal strategy), or None to
+    pass.
+
+    ``llamagym collect --policy expert`` plays these actions and records them as the agent's responses (written by
+    ``agent.format_action(action)``), as demonstrations for ``llamagym sft``. The agent's own ``expert_action()``
+    answers last.
+    """

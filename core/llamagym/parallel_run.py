@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .advantages import check_data_parallel
 from .config import RunConfig, build, to_dict
 from .distributed import init_data_parallel, process_device
 from .errors import UsageError
@@ -88,6 +89,7 @@ def train_parallel(config: RunConfig, output: Path | None = None, *, resume: boo
     from .launch import check_launch_settings
 
     check_launch_settings()
+    check_data_parallel(config.ppo)
     dp = init_data_parallel(config.device)
     output = Path(dp.broadcast_object(str(output or default_output(config.agent, config.env))))
     on_main(dp, lambda: _prepare_output(output, resume, overwrite))

@@ -35,11 +35,15 @@ class RolloutEngine:
 
     In process `process_index` of `num_processes` (data-parallel runs), this engine's episode i is episode
     i × num_processes + process_index of the whole run and has that episode's seed, so no two processes share one.
+
+    With `group_size` g > 1, training episodes come in groups of g consecutive indices played from one reset seed
+    (GRPO's groups), each episode's `group` names its seed, and an update holds whole groups: the episodes of the
+    next batch start once this batch has trained.
     """
 
     def __init__(self, agent: Any, make_env: Callable[[], Any], num_envs: int = 16, seed: int = 0,
-                 max_env_errors: int = 10, process_index: int = 0, num_processes: int = 1):
-        self.agent, self.num_envs, self.seed = agent, num_envs, seed
+                 max_env_errors: int = 10, process_index: int = 0, num_processes: int = 1, group_size: int = 1):
+        self.agent, self.num_envs, self.seed, self.group_size = agent, num_envs, seed, group_size
         self.process_index, self.num_processes = process_index, num_processes
         self.envs = [make_env() for _ in range(num_envs)]
         self.max_env_errors = max_env_errors  # errors in a row before the run stops (0: never)
@@ -64,8 +68,9 @@ class RolloutEngine:
             if on_episode is not None:
                 on_episode(result)
 
+        limit = self._batch_end(next_index, end, learn)
         for slot in range(self.num_envs):
-            next_index = self._start(slot, next_index, end, slots, returns, learn, report)
+            next_index = self._start(slot, next_index, limit, slots, returns, learn, report)
         while slots:
             actions = self.agent.act_batch({slot: obs for slot, (_, obs) in slots.items()})
             for slot, action in actions.items():
@@ -78,8 +83,26 @@ class RolloutEngine:
                 report(result)
                 if error is not None:
                     self._env_error(error)  # after the dropped episode is reported: it may stop the run
-                next_index = self._start(slot, next_index, end, slots, returns, learn, report)
+                next_index = self._start(slot, next_index, limit, slots, returns, learn, report)
+            if not slots and next_index < end:  # grouped: this batch is played; train on it, start the next
+                self._train_rest(on_update)
+                limit = self._batch_end(next_index, end, learn)
+                for slot in range(self.num_envs):
+                    next_index = self._start(slot, next_index, limit, slots, returns, learn, report)
         return results
+
+    def _batch_end(self, index: int, end: int, learn: bool) -> int:
+        """Where the episodes that may start now end: with groups, at the end of the batch that `index` opens."""
+        if self.group_size == 1 or not learn:
+            return end
+        return min(end, index + self.agent.ppo_config.batch_size)
+
+    def _train_rest(self, on_update: Callable | None) -> None:
+        """Train on a grouped batch that dropped episodes left short of `batch_size` (none: nothing to do)."""
+        if self.agent.buffer and self.agent.train_when_batch_full:
+            stats = self.agent.train()
+            if stats and on_update is not None:
+                on_update(stats)
 
     def _start(self, slot: int, index: int, end: int, slots: dict, returns: dict, learn: bool,
                report: Callable[[EpisodeResult], None]) -> int:
@@ -114,6 +137,8 @@ class RolloutEngine:
     def _finish(self, slot: int, index: int, env_return: float, error: str | None, learn: bool,
                 on_update: Callable | None) -> EpisodeResult:
         episode = self.agent.current_episode(slot)
+        if episode is not None:
+            episode.group = self.episode_seed(index, learn)
         if error is None:
             self.env_errors_in_a_row = 0
         if error is not None or not learn:
@@ -127,7 +152,10 @@ class RolloutEngine:
         return EpisodeResult(index, self.episode_seed(index, learn), env_return, turns, invalid, error)
 
     def episode_seed(self, index: int, learn: bool = True) -> int:
-        """The reset seed of this engine's episode `index` (its index in the whole run picks it)."""
+        """The reset seed of this engine's episode `index` (its index in the whole run picks it; training episodes
+        of one group share their group's)."""
+        if learn:
+            index //= self.group_size
         return episode_seed(self.seed, index * self.num_processes + self.process_index, not learn)
 
     def _env_error(self, message: str) -> None:

@@ -66,24 +66,45 @@ def seed_everything(seed: int) -> None:
 
 
 def build_agent(config: RunConfig, adapter: str | None = None) -> Any:
-    """Load the model (fresh LoRA adapters, or a saved adapter) and construct the registered agent class."""
+    """Load the model (fresh LoRA adapters, the run's `init_adapter`, or a saved adapter) and construct the
+    registered agent class."""
     from .models import load_model
 
     spec = get_registry().agent(config.agent)
     agent_class = spec.load()
+    adapter = adapter or init_adapter_dir(config)
     seed_everything(config.seed)
     model, tokenizer = load_model(config.model, config.lora, adapter=adapter)
     return agent_class(model, tokenizer, config.device, generate_config_dict=to_dict(config.generation),
                        ppo_config_dict=to_dict(config.ppo), precision=config.precision, seed=config.seed)
 
 
-def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig) -> Any:
-    """The rollout engine for the env's kind."""
+def init_adapter_dir(config: RunConfig) -> str | None:
+    """The adapter directory `init_adapter` points at (a run or `llamagym sft` output holds it in adapter/)."""
+    if not config.init_adapter:
+        return None
+    from .cli.evaluate import find_adapter
+
+    path = Path(config.init_adapter).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"init_adapter {config.init_adapter!r} is not a directory; pass a `llamagym sft` output, "
+                         f"a run directory, an adapter or a checkpoint")
+    return str(find_adapter(path))
+
+
+def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig, group_size: int | None = None) -> Any:
+    """The rollout engine for the env's kind; `group_size` training episodes share each reset seed (Gymnasium envs;
+    default: the advantage estimator's groups)."""
+    from .advantages import seed_group_size
+
     if env_spec.kind == "gymnasium":
         from .rollout import RolloutEngine
 
-        return RolloutEngine(agent, env_spec.make, config.num_envs, config.seed,
-                             max_env_errors=config.max_env_errors)
+        return RolloutEngine(agent, env_spec.make, config.num_envs, config.seed, max_env_errors=config.max_env_errors,
+                             group_size=group_size or seed_group_size(config.ppo))
+    if seed_group_size(config.ppo) > 1:
+        raise UsageError(f"ppo.advantage = grpo needs episodes that start alike, which env {env_spec.id!r} (a game) "
+                         f"does not group yet; use advantage = gae or reinforce")
     if env_spec.kind in ("aec", "parallel"):
         from .multiagent.build import build_game_engine
 

@@ -14,6 +14,7 @@ from typing import Any, ContextManager
 import torch
 
 from . import ppo
+from .advantages import EpisodeSteps, check_data_parallel, make_estimator
 from .config import PPOConfig
 from .episode import Episode
 from .errors import TrainingError
@@ -114,6 +115,7 @@ class PPOTrainer:
                                            weight_decay=config.weight_decay)
         self.kl_controller = (ppo.AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
                               if config.adaptive_kl else ppo.FixedKLController(config.kl_coef))
+        self.estimator = make_estimator(config)  # ppo.advantage: gae, grpo or reinforce
         self._ref_model: AutoModelForCausalLMWithValueHead | None = None
         if config.gradient_checkpointing:
             model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -152,9 +154,11 @@ class PPOTrainer:
                                else self.sync.totals(samples))
         if not n_samples:
             return {}
+        if self.sync is not None:
+            check_data_parallel(self.config)
         self.prefix_length = self._shared_prefix(samples)
         self._score(samples)
-        kl_stats = self._advantages(samples, len(episodes))
+        kl_stats = self._advantages(samples, len(episodes), [e.group for e in episodes])
         finite = all(torch.isfinite(s.advantages).all() for s in samples)
         if not (finite if self.sync is None else self.sync.all_finite(finite)):
             return self._skip_update("non-finite advantages", started)
@@ -225,14 +229,17 @@ class PPOTrainer:
         entropy = entropy_from_logits(logits) if with_entropy else None
         return logprobs, values, entropy
 
-    def _advantages(self, samples: list[Sample], n_episodes: int) -> dict[str, float]:
-        """Per-token rewards (KL penalty, env reward on each turn's last token), then GAE per episode."""
+    def _advantages(self, samples: list[Sample], n_episodes: int, groups: Sequence[Any] | None = None
+                    ) -> dict[str, float]:
+        """Per-token rewards (KL penalty, env reward on each turn's last token), then the advantage estimator (GAE
+        per episode by default) over each episode's tokens; `groups` are the episodes' groups (GRPO)."""
         cfg, kl_coef = self.config, self.kl_controller.value
         by_episode: list[list[Sample]] = [[] for _ in range(n_episodes)]
         for sample in samples:
             by_episode[sample.episode].append(sample)
         kl_sums, non_score = [], []
-        for turns in by_episode:
+        episodes: list[tuple[list[Sample], EpisodeSteps]] = []
+        for number, turns in enumerate(by_episode):
             if not turns:
                 continue
             rewards, values, discounts = [], [], []
@@ -245,7 +252,10 @@ class PPOTrainer:
                 discount = torch.ones_like(reward)
                 discount[-1] = cfg.gamma if index < len(turns) - 1 else 0.0
                 rewards.append(reward), values.append(sample.values), discounts.append(discount)
-            advantages, returns = ppo.gae(torch.cat(rewards), torch.cat(values), torch.cat(discounts), cfg.lam)
+            episodes.append((turns, EpisodeSteps(torch.cat(rewards), torch.cat(values), torch.cat(discounts),
+                                                 groups[number] if groups else None)))
+        estimates = self.estimator.estimate([steps for _, steps in episodes])
+        for (turns, _), (advantages, returns) in zip(episodes, estimates):
             offset = 0
             for sample in turns:
                 n = len(sample.response)
@@ -314,7 +324,8 @@ class PPOTrainer:
         pg_loss, pg_stats = ppo.policy_loss(logprobs, old_logprobs, advantages, batch.mask, cfg.cliprange)
         vf_loss, vf_clipfrac = ppo.value_loss(values, old_values, returns, batch.mask, cfg.cliprange_value)
         mean_entropy = ppo.masked_mean(entropy, batch.mask)
-        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * mean_entropy
+        vf_coef = cfg.vf_coef if self.estimator.uses_values else 0.0  # grpo, reinforce: no value head to train
+        loss = pg_loss + vf_coef * vf_loss - cfg.entropy_coef * mean_entropy
         finite = bool(torch.isfinite(loss))
         if finite:
             weight = 1.0 if self.sync is None else minibatch.weight  # this process's share of the tokens
@@ -343,13 +354,14 @@ class PPOTrainer:
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "kl_controller": self.kl_controller.state_dict(),
-                "updates": self.updates, "rng": self.rng.getstate()}
+                "updates": self.updates, "rng": self.rng.getstate(), "estimator": self.estimator.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_controller.load_state_dict(state["kl_controller"])
         self.updates = state["updates"]
         self.rng.setstate(state["rng"])
+        self.estimator.load_state_dict(state.get("estimator", {}))
 
 
 def _accumulate(totals: dict[str, float], stats: dict[str, float]) -> None:

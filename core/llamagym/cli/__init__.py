@@ -1,4 +1,5 @@
-"""The `llamagym` command line: run, eval, list, plugins, new, plot. Errors print as one line, never a traceback."""
+"""The `llamagym` command line: run, eval, collect, sft, list, plugins, new, plot. Errors print as one line, never
+a traceback."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def main() -> None:
     cli.main(prog_name="llamagym")
 
 
-from . import evaluate, listing, new, plot, run  # noqa: E402,F401  (commands register themselves on `cli`)
+from . import collect, evaluate, listing, new, plot, run, sft  # noqa: E402,F401  (commands register themselves on `cli`)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

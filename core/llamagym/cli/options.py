@@ -11,7 +11,7 @@ import click
 from ..config import SECTIONS, RunConfig, _base_type, field_specs
 
 SEPARATOR = "__"
-TOP_LEVEL = ("model", "episodes", "seed", "num_envs", "device", "precision", "checkpoint_every", "report_to",
+TOP_LEVEL = ("model", "init_adapter", "episodes", "seed", "num_envs", "device", "precision", "checkpoint_every", "report_to",
              "max_env_errors")
 
 

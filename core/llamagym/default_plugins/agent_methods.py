@@ -39,3 +39,8 @@ def llamagym_extract_action(agent, response, observation):
 @hookimpl(trylast=True)
 def llamagym_response_complete(agent, response):
     return agent.response_complete(response)
+
+
+@hookimpl(trylast=True)
+def llamagym_expert_action(agent, observation):
+    return agent.expert_action(observation)

@@ -35,5 +35,8 @@ class BlackjackAgent(Agent):
     def extract_action(self, response: str) -> int:
         return match_choice(response, ACTION_WORDS)
 
+    def format_action(self, action: int) -> str:
+        return " stick" if int(action) == STICK else " hit"
+
     def response_complete(self, response: str) -> bool:
         return find_choice(response, ACTION_WORDS) is not None

@@ -18,3 +18,12 @@ def llamagym_register_agents(register):
 @hookimpl
 def llamagym_register_envs(register):
     register("Blackjack-v1", description="Gymnasium's Blackjack-v1: beat the dealer without going over 21")
+
+
+@hookimpl
+def llamagym_expert_action(agent, observation):
+    """Basic strategy, the optimal play, for the blackjack agent (and agents derived from it)."""
+    from .agent import BlackjackAgent
+    from .strategy import basic_strategy
+
+    return basic_strategy(observation) if isinstance(agent, BlackjackAgent) else None

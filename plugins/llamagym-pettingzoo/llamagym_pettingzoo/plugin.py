@@ -37,6 +37,8 @@ OPPONENTS = {
                    "wins if it can, else blocks, else takes the centre, a corner, any cell"),
                   ("opponents:connect_four_heuristic", ("connect_four_v3",),
                    "wins if it can, else blocks, else plays the most central open column")],
+    "perfect": [("perfect:perfect_move", ("tictactoe_v3",), "exhaustive minimax: never loses, wins as soon as "
+                                                               "it can")],
     "rock": [("opponents:always_rock", ("rps_v2",), "always throws rock")],
     "calling_station": [("opponents:calling_station", ("leduc_holdem_v4", "texas_holdem_v4"),
                          "never raises or folds: calls, or checks when nothing is owed")],

@@ -62,3 +62,12 @@ class TicTacToeAgent(GameAgent):
 
     def response_complete(self, response: str) -> bool:
         return has_digit(response)
+
+    def expert_action(self, observation: SeatObservation) -> int:
+        """The perfect player's move (exhaustive minimax): it never loses."""
+        from .perfect import perfect_move
+
+        return perfect_move(observation)
+
+    def format_action(self, action: int) -> str:
+        return f" {action_to_cell(action)}"

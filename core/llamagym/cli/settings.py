@@ -1,0 +1,36 @@
+"""Settings shared by the commands that play an agent without training it (collect): the run config from a
+checkpoint's run or the agent's preset, and the opponent for games."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def run_settings(agent: str | None, env: str | None, model: str | None, seed: int, num_envs: int,
+                 adapter: Path | None, config_file: str | None, use_preset: bool) -> Any:
+    """The checkpoint's run config if there is one, else defaults < preset < config file; then the flags."""
+    from ..config import RunConfig, build
+    from ..errors import UsageError
+    from ..runner import config_from_run, resolve_config
+
+    base = config_from_run(adapter) if adapter else None
+    if base is None:
+        if not agent and not env and not config_file:
+            raise UsageError("pass --agent and --env (or --checkpoint inside a run directory)")
+        flags = {key: value for key, value in (("agent", agent), ("env", env), ("model", model)) if value}
+        base = resolve_config(flags, config_file, use_preset=use_preset)
+    values = {"agent": agent or base.agent, "env": env or base.env, "model": model or base.model, "seed": seed,
+              "num_envs": num_envs}
+    return build(RunConfig, values, base=base)
+
+
+def game_settings(config: Any, opponent: str | None) -> Any:
+    """The config for playing a game against `opponent` (default random), the agent taking each seat in turn."""
+    from ..config import RunConfig, build
+    from ..multiagent.opponents import check_opponent
+    from ..plugins import get_plugin_manager
+
+    opponent = check_opponent(get_plugin_manager(), opponent or "random", config.env)
+    return build(RunConfig, {"multiagent": {"play": "opponent", "opponent": opponent, "learner_seat": "alternate"}},
+                 base=config)
