@@ -19,6 +19,13 @@ def card_name(card: int) -> str:
     return "an ace" if card == 1 else ("an 8" if card == 8 else f"a {card}")
 
 
+def bust_risk(player: int, usable_ace: bool) -> str:
+    """How many of the 13 ranks would bust the hand if it hits: a fact a player reads off the cards, which a small
+    model cannot work out from the total on its own."""
+    busting = 0 if usable_ace else sum(1 for rank in range(1, 14) if player + min(rank, 10) > 21)
+    return "A hit cannot bust you." if busting == 0 else f"A hit busts you with {busting} of the 13 ranks."
+
+
 class BlackjackAgent(Agent):
     """Plays Blackjack-v1: observation (player sum, dealer card, usable ace) in, "stick" or "hit" out."""
 
@@ -30,7 +37,8 @@ class BlackjackAgent(Agent):
     def format_observation(self, observation: Any) -> str:
         player, dealer, usable_ace = (int(x) for x in observation)
         ace = " with a usable ace" if usable_ace else ""
-        return f"Your hand totals {player}{ace}. The dealer shows {card_name(dealer)}. Hit or stick?"
+        return (f"Your hand totals {player}{ace}. {bust_risk(player, bool(usable_ace))} "
+                f"The dealer shows {card_name(dealer)}. Hit or stick?")
 
     def extract_action(self, response: str) -> int:
         return match_choice(response, ACTION_WORDS)
