@@ -110,12 +110,15 @@ def sft_trainer(agent: Any, examples: Sequence[Example], settings: SFTSettings, 
                                  "labels": [e.labels for e in examples]})
     steps = max(1, round(len(examples) * settings.epochs / settings.batch_size))
     dtype = resolve_precision(precision, agent.device)
+    # trl turns checkpointing on by default; transformers >= 5.2x renamed the setting
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+                     else "gradient_checkpointing")
     args = SFTConfig(output_dir=scratch, num_train_epochs=settings.epochs, learning_rate=settings.learning_rate,
                      per_device_train_batch_size=settings.batch_size, lr_scheduler_type="constant",
                      logging_steps=max(1, steps // 20), save_strategy="no", report_to="none", seed=seed,
-                     gradient_checkpointing=False, max_length=None, use_cpu=agent.device.type == "cpu",
-                     bf16=dtype is torch.bfloat16, fp16=dtype is torch.float16, disable_tqdm=not show_progress,
-                     log_level="warning")
+                     max_length=None, use_cpu=agent.device.type == "cpu", bf16=dtype is torch.bfloat16,
+                     fp16=dtype is torch.float16, disable_tqdm=not show_progress, log_level="warning",
+                     **{checkpointing: False})
     trainer = response_trainer_class()(agent.model, model=agent.model.pretrained_model, args=args,
                                        train_dataset=dataset, processing_class=agent.tokenizer)
     trainer.remove_callback(PrinterCallback)  # without a progress bar, transformers would print every log row
