@@ -100,6 +100,7 @@ def test_only_gae_trains_the_value_head(tiny, advantage):
     stats = trainer.step(two_turn_episodes())
     assert stats["ppo/update"] == 1
     assert torch.equal(trainer.model.v_head.weight, head) == (advantage != "gae")
+    assert ("ppo/loss/value" in stats) == (advantage == "gae")
     assert ("estimator" in trainer.state_dict()) and trainer.state_dict()["estimator"] == (
         {"baseline": 0.25} if advantage == "reinforce" else {})
 
@@ -229,3 +230,24 @@ def test_a_data_parallel_run_refuses_grpo_before_it_starts(tmp_path):
     with pytest.raises(ConfigError, match="ppo.advantage = grpo is not supported in data-parallel runs"):
         train_parallel(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def _logprob(policy, tokens):
+    from llamagym.trainer import make_batch
+
+    with torch.no_grad():
+        batch = make_batch([Sample([1, 30, 31, 32], tokens, 0.0, 0)], 0, torch.device("cpu"))
+        logits, _ = policy.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k)
+        return torch.log_softmax(logits, -1).gather(-1, batch.targets[..., None]).sum().item()
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "reinforce"])
+def test_every_estimator_moves_the_policy_towards_rewarded_answers(tiny, advantage):
+    trainer = lora_trainer(tiny, advantage=advantage, learning_rate=3e-3, mini_batch_size=4, ppo_epochs=4,
+                           batch_size=8, group_size=2)
+    good, bad = [40, 41], [50, 51]
+    episodes = [Episode([Turn([1, 30, 31, 32], tokens, "", None, 0, reward=r, env_reward=r)], group=pair)
+                for pair in range(4) for tokens, r in ((good, 1.0), (bad, -1.0))]
+    before = _logprob(trainer.model, good) - _logprob(trainer.model, bad)
+    trainer.step(episodes)
+    assert _logprob(trainer.model, good) - _logprob(trainer.model, bad) > before + 0.1

@@ -143,6 +143,8 @@ def test_a_demonstration_must_read_back_as_the_experts_action(tiny, bare_pm):
     (["--agent", "blackjack", "--env", "Blackjack-v1", "--opponent", "random"], "--opponent applies to PettingZoo"),
     (["--agent", "blackjack", "--env", "Blackjack-v1", "--policy", "expert", "--checkpoint", "."],
      "--checkpoint samples from a trained model"),
+    (["--agent", "blackjack", "--env", "Blackjack-v1", "--policy", "expert", "--best-of", "2"],
+     "--best-of compares sampled episodes"),
     (["--agent", "blackjak", "--env", "Blackjack-v1"], "unknown agent 'blackjak'"),
 ])
 def test_bad_input_is_one_line(tiny_model_dir, tmp_path, args, message):

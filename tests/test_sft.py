@@ -96,6 +96,25 @@ def test_trl_keeps_the_response_only_labels(tiny, bare_pm, tmp_path):
     assert prepared == sorted((e.input_ids, e.labels) for e in examples)
 
 
+def test_the_response_loss_equals_trls_own_loss(tiny, bare_pm, tmp_path):
+    from trl import SFTTrainer
+
+    agent = echo_agent(tiny, bare_pm)
+    torch.nn.init.normal_(agent.model.pretrained_model.get_base_model().model.layers[0].mlp.up_proj.lora_B.default
+                          .weight)  # a trained adapter, not the identity
+    examples = demonstrations(agent)[:4] + [Example(demonstrations(agent)[0].prompt_ids[:9], [40, 41, 2])]
+    ours = sft_trainer(agent, examples, SFTSettings(batch_size=5), str(tmp_path / "a"), show_progress=False)
+    features = [ours.train_dataset[i] for i in range(len(examples))]
+    batch = ours.data_collator(features)
+    assert batch["prefix_ids"] is not None  # the system prompt ran once for the batch
+    trl_own = SFTTrainer(model=agent.model.pretrained_model, args=ours.args, train_dataset=ours.train_dataset,
+                         processing_class=agent.tokenizer)
+    with torch.no_grad():
+        loss = ours.compute_loss(agent.model.pretrained_model, batch)
+        expected = trl_own.compute_loss(agent.model.pretrained_model, trl_own.data_collator(features))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_fine_tuning_raises_the_likelihood_of_the_demonstrated_answers(tiny, bare_pm):
     agent = echo_agent(tiny, bare_pm)
     examples = demonstrations(agent)

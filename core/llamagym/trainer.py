@@ -334,6 +334,8 @@ class PPOTrainer:
                 "ppo/entropy": mean_entropy.item(), "ppo/clipfrac": float(pg_stats["clipfrac"]),
                 "ppo/approx_kl": float(pg_stats["approx_kl"]), "ppo/ratio": float(pg_stats["ratio_mean"]),
                 "ppo/value_clipfrac": float(vf_clipfrac), "_finite": float(finite)}
+        if not self.estimator.uses_values:  # no value head is trained: no value loss to report
+            del stats["ppo/loss/value"], stats["ppo/value_clipfrac"]
         return stats if self.sync is None else self.sync.minibatch_stats(stats, minibatch)
 
     def _optimizer_step(self, losses_finite: bool) -> float | None:

@@ -56,7 +56,8 @@ def main() -> None:
     cli.main(prog_name="llamagym")
 
 
-from . import collect, evaluate, listing, new, plot, run, sft  # noqa: E402,F401  (commands register themselves on `cli`)
+# the commands register themselves on `cli`
+from . import collect, evaluate, listing, new, plot, run, sft  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

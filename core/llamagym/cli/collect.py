@@ -55,6 +55,8 @@ def collect_command(agent, env, policy, checkpoint, model, config_file, no_prese
         raise UsageError(f"{str(output)!r} exists; pass --overwrite to replace it")
     if checkpoint and policy == "expert":
         raise UsageError("--checkpoint samples from a trained model; it does not apply to --policy expert")
+    if best_of > 1 and policy == "expert":
+        raise UsageError("--best-of compares sampled episodes; the expert plays each seed the same way every time")
     adapter = find_adapter(Path(checkpoint)) if checkpoint else None
     config = run_settings(agent, env, model, seed, num_envs, adapter, config_file, not no_preset)
     env_spec = get_registry().env(config.env)

@@ -11,8 +11,8 @@ import click
 from ..config import SECTIONS, RunConfig, _base_type, field_specs
 
 SEPARATOR = "__"
-TOP_LEVEL = ("model", "init_adapter", "episodes", "seed", "num_envs", "device", "precision", "checkpoint_every", "report_to",
-             "max_env_errors")
+TOP_LEVEL = ("model", "init_adapter", "episodes", "seed", "num_envs", "device", "precision", "checkpoint_every",
+             "report_to", "max_env_errors")
 
 
 def _option_for(section: str | None, spec: dataclasses.Field) -> click.Option:

@@ -17,7 +17,8 @@ from . import cli
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML file of settings as for run: the [lora] shape and [generation] max_history_turns apply")
 @click.option("--no-preset", is_flag=True, help="ignore the agent's recommended settings")
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="output directory [default: runs/AGENT-ENV-sft-TIME]")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="output directory [default: runs/AGENT-ENV-sft-TIME]")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="passes over the examples")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True)

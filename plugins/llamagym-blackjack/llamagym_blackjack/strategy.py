@@ -64,6 +64,38 @@ def basic_strategy(observation: Observation) -> int:
     return HIT if hit_value(hard, has_ace, showing) > stick_value(player, showing) else STICK
 
 
+def observation_of(hard: int, has_ace: bool, showing: int) -> Observation:
+    """What Gymnasium shows for a hand: (sum with a usable ace counted as 11, dealer card, usable ace)."""
+    usable = has_ace and hard + 10 <= 21
+    return hand_value(hard, has_ace), showing, int(usable)
+
+
+def all_observations() -> list[Observation]:
+    """Every observation a player can face before going bust (sums 4-21, dealer ace-10, with or without a usable
+    ace where one is possible)."""
+    seen = {observation_of(hard, has_ace, showing) for showing in CARDS for hard in range(2, 22)
+            for has_ace in (False, True) if hard >= (2 if has_ace else 4)}
+    return sorted(seen)
+
+
+def policy_return(hit_probability: Callable[[Observation], float]) -> float:
+    """The exact expected return of a policy (the probability it hits in each observation) over Gymnasium's random
+    deals: no sampling noise, so two policies compare exactly."""
+
+    @lru_cache(maxsize=None)
+    def value(hard: int, has_ace: bool, showing: int) -> float:
+        p_hit = hit_probability(observation_of(hard, has_ace, showing))
+        stick = stick_value(hand_value(hard, has_ace), showing)
+        if p_hit == 0:
+            return stick
+        hit = sum(p * (-1.0 if hard + card > 21 else value(hard + card, has_ace or card == 1, showing))
+                  for card, p in CARDS.items())
+        return (1 - p_hit) * stick + p_hit * hit
+
+    return sum(p1 * p2 * pd * value(c1 + c2, c1 == 1 or c2 == 1, showing)
+               for c1, p1 in CARDS.items() for c2, p2 in CARDS.items() for showing, pd in CARDS.items())
+
+
 def always_stick(observation: Observation) -> int:
     return STICK
 

@@ -83,3 +83,27 @@ def test_preset_is_a_valid_config():
 
     config = build(RunConfig, load_toml(plugin.PRESET))
     assert config.generation.max_history_turns == 1 and config.ppo.batch_size >= 16
+
+
+def test_exact_policy_returns_match_simulation_and_basic_strategy_is_optimal():
+    exact = {name: strategy.policy_return(lambda o, p=make(): float(p(o)))
+             for name, make in strategy.REFERENCE_POLICIES.items() if name != "random"}
+    assert len(strategy.all_observations()) == 280
+    assert exact["basic strategy"] > exact["stick on 17+"] > exact["always stick"]
+    env, n, total = gym.make("Blackjack-v1"), 20000, 0.0
+    for seed in range(n):
+        observation, _ = env.reset(seed=10**6 + seed)
+        done = False
+        while not done:
+            observation, reward, terminated, truncated, _ = env.step(strategy.stick_on_17(observation))
+            done = terminated or truncated
+        total += reward
+    assert total / n == pytest.approx(exact["stick on 17+"], abs=4 * 0.95 / n ** 0.5)
+    # changing basic strategy's answer in any one observation cannot raise its return
+    for flipped in [(16, 10, 0), (12, 4, 0), (18, 9, 1), (11, 6, 0)]:
+        def deviating(o, flipped=flipped):
+            action = strategy.basic_strategy(o)
+            return float(1 - action if o == flipped else action)
+
+        assert strategy.policy_return(deviating) < exact["basic strategy"]
+    assert strategy.policy_return(lambda o: 0.5) < exact["always stick"]  # a coin flip in every observation
