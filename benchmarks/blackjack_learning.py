@@ -10,7 +10,7 @@ One arm per invocation (`--arm`):
     sft-ppo    the warm start, then PPO from the fine-tuned adapter (llamagym run --init-adapter)
 
     python benchmarks/blackjack_learning.py                                 # arm ppo, the preset's budget
-    python benchmarks/blackjack_learning.py --arm sft-ppo --episodes 1000 --sft-epochs 2
+    python benchmarks/blackjack_learning.py --arm sft-ppo --episodes 1000 --sft-epochs 4
     python benchmarks/blackjack_learning.py --arm grpo --set ppo.group_size=8 --eval-episodes 4000
 
 Besides the Monte Carlo returns on the evaluation episodes, greedy policies are scored exactly: with
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--sample", action="store_true", help="evaluate with sampling instead of greedy decoding")
     parser.add_argument("--expert-episodes", type=int, default=2000, help="sft arms: demonstration episodes")
     parser.add_argument("--sft-epochs", type=float, default=4.0)
-    parser.add_argument("--sft-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--sft-learning-rate", type=float, default=5e-4)
     parser.add_argument("--sft-batch-size", type=int, default=16)
     parser.add_argument("--sft-all-examples", action="store_true",
                         help="fine-tune on every demonstrated turn, repeats included (default: each distinct once)")

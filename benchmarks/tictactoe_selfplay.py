@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--expert-games", type=int, default=0,
                         help="warm start: games of the perfect player against random to fine-tune on (0: none)")
     parser.add_argument("--sft-epochs", type=float, default=4.0)
-    parser.add_argument("--sft-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--sft-learning-rate", type=float, default=5e-4)
     parser.add_argument("--sft-batch-size", type=int, default=16)
     parser.add_argument("--sft-all-examples", action="store_true",
                         help="fine-tune on every demonstrated move, repeats included (default: each distinct once)")

@@ -13,7 +13,7 @@ from typing import Any
 from .errors import UsageError
 from .hookcall import call_hook
 
-POLICIES = ("expert", "model")
+POLICIES = ("model", "expert")  # who answers: the model sampling, or a scripted expert
 
 
 @dataclass

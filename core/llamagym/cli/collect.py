@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from ..collect import POLICIES
 from . import cli
 
 
 @cli.command("collect")
 @click.option("--agent", help="agent name [default: the checkpoint's run]")
 @click.option("--env", "env", help="environment id [default: the checkpoint's run]")
-@click.option("--policy", type=click.Choice(("model", "expert")), default="model", show_default=True,
+@click.option("--policy", type=click.Choice(POLICIES), default="model", show_default=True,
               help="who answers: the model (sampling), or the scripted expert a plugin provides "
                    "(llamagym_expert_action), written as the model's responses")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False),
