@@ -18,13 +18,13 @@ import gymnasium as gym
 from common import machine, print_table, timer, write_json
 from llamagym.config import to_dict
 from llamagym.runner import build_agent, config_from_run, resolve_config
-from llamagym_blackjack.strategy import HIT, basic_strategy, observations, policy_value, stick_on_17
+from llamagym_blackjack.strategy import HIT, all_observations, basic_strategy, policy_return, stick_on_17
 
 
 def ask(agent, greedy: bool) -> dict[tuple, tuple[int, bool]]:
     """One answer per observation: (action taken, whether the response named it)."""
     agent.generation.do_sample = not greedy
-    states = observations()
+    states = all_observations()
     actions = agent.act_batch(dict(enumerate(states)))
     answers = {}
     for slot, state in enumerate(states):
@@ -35,7 +35,7 @@ def ask(agent, greedy: bool) -> dict[tuple, tuple[int, bool]]:
 
 def hit_rates(agent, samples: int) -> tuple[dict[tuple, float], float]:
     """P(hit | observation) under sampling, estimated from `samples` answers each; and the invalid-answer rate."""
-    hits = dict.fromkeys(observations(), 0)
+    hits = dict.fromkeys(all_observations(), 0)
     invalid = 0
     for _ in range(samples):
         for state, (action, valid) in ask(agent, greedy=False).items():
@@ -74,14 +74,14 @@ def main() -> None:
     symbol = {True: "H", False: "s"}
     print(chart(lambda s: symbol[greedy[s][0] == HIT] if greedy[s][1] else "."))
     rows = [
-        {"policy": "basic strategy", "exact_return": policy_value(lambda s: float(basic_strategy(s)))},
-        {"policy": "stick on 17+", "exact_return": policy_value(lambda s: float(stick_on_17(s)))},
-        {"policy": "always stick", "exact_return": policy_value(lambda s: 0.0)},
-        {"policy": "agent, greedy", "exact_return": policy_value(lambda s: float(greedy[s][0] == HIT)),
+        {"policy": "basic strategy", "exact_return": policy_return(lambda s: float(basic_strategy(s)))},
+        {"policy": "stick on 17+", "exact_return": policy_return(lambda s: float(stick_on_17(s)))},
+        {"policy": "always stick", "exact_return": policy_return(lambda s: 0.0)},
+        {"policy": "agent, greedy", "exact_return": policy_return(lambda s: float(greedy[s][0] == HIT)),
          "invalid_rate": sum(not v for _, v in greedy.values()) / len(greedy),
          "agrees_with_basic": sum((a == HIT) == (basic_strategy(s) == HIT) for s, (a, _) in greedy.items())
          / len(greedy)},
-        {"policy": f"agent, sampled ({args.samples}/state)", "exact_return": policy_value(sampled.get),
+        {"policy": f"agent, sampled ({args.samples}/state)", "exact_return": policy_return(sampled.get),
          "invalid_rate": invalid_rate},
     ]
     print(f"\n{args.adapter or 'untrained'}: {t['s']:.0f} s")

@@ -114,29 +114,3 @@ REFERENCE_POLICIES: dict[str, Callable[[], Policy]] = {
     "basic strategy": lambda: basic_strategy,
 }
 
-
-# ---- exact evaluation of any policy: no sampling noise, so small learning steps show ---------------------------
-
-HitProbability = Callable[[Observation], float]
-
-
-def observations() -> list[Observation]:
-    """Every observation a player can be asked to act on: (sum 4-21, dealer card 1-10, usable ace)."""
-    return [(player, showing, usable) for usable in (0, 1) for player in range(12 if usable else 4, 22)
-            for showing in range(1, 11)]
-
-
-def policy_value(hit_probability: HitProbability) -> float:
-    """Expected return per episode of a (possibly stochastic) policy, given P(hit | observation), solved exactly
-    over the infinite deck: what an endless evaluation would measure."""
-
-    @lru_cache(maxsize=None)
-    def value(hard: int, has_ace: bool, showing: int) -> float:
-        player = hand_value(hard, has_ace)
-        p_hit = hit_probability((player, showing, int(has_ace and player != hard)))
-        hit = sum(p * (-1.0 if hard + card > 21 else value(hard + card, has_ace or card == 1, showing))
-                  for card, p in CARDS.items()) if p_hit > 0 else 0.0
-        return (1 - p_hit) * stick_value(player, showing) + p_hit * hit
-
-    return sum(p1 * p2 * q * value(c1 + c2, 1 in (c1, c2), showing)
-               for c1, p1 in CARDS.items() for c2, p2 in CARDS.items() for showing, q in CARDS.items())

@@ -44,13 +44,13 @@ def test_format_observation(agent):
 def test_exact_policy_value_matches_the_known_policies():
     # the DP over the infinite deck agrees with a 4M-episode simulation (always stick -0.1862 ± 0.0005,
     # stick on 17+ -0.0795 ± 0.0005); basic strategy is the best policy and a coin flip the worst of these
-    always_stick = strategy.policy_value(lambda s: 0.0)
-    stick_on_17 = strategy.policy_value(lambda s: float(strategy.stick_on_17(s)))
-    basic = strategy.policy_value(lambda s: float(strategy.basic_strategy(s)))
-    coin = strategy.policy_value(lambda s: 0.5)
+    always_stick = strategy.policy_return(lambda s: 0.0)
+    stick_on_17 = strategy.policy_return(lambda s: float(strategy.stick_on_17(s)))
+    basic = strategy.policy_return(lambda s: float(strategy.basic_strategy(s)))
+    coin = strategy.policy_return(lambda s: 0.5)
     assert abs(always_stick - -0.1862) < 0.002 and abs(stick_on_17 - -0.0795) < 0.002
     assert basic > stick_on_17 > always_stick > coin
-    assert len(strategy.observations()) == 280
+    assert len(strategy.all_observations()) == 280
 
 
 def test_basic_strategy_beats_the_simple_policies_exactly():
