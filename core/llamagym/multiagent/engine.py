@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TrainingError
-from ..rollout import episode_seed
+from ..rollout import EpisodeResult, episode_seed
 from .adapters import BASE, remove_adapter
 from .observation import SeatObservation
 from .players import random_move
@@ -28,16 +28,10 @@ LINEUP_SEED = 0x5EA7  # seat draws use their own stream, separate from the envir
 
 
 @dataclass
-class GameResult:
+class GameResult(EpisodeResult):
     """One finished game, seen from the main policy's seats: `env_return` is their mean return (win > 0,
     draw 0, loss < 0), `turns` and `invalid_turns` count their moves."""
 
-    index: int
-    seed: int
-    env_return: float
-    turns: int
-    invalid_turns: int
-    error: str | None = None
     returns: dict[str, float] = field(default_factory=dict)
     players: dict[str, str] = field(default_factory=dict)
 
