@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import RunConfig, build, load_toml, merge, to_dict
 from .errors import ConfigError, UsageError
+from .loggers import flatten
 from .registry import AgentSpec, EnvSpec, get_registry
 
 from .metrics import EPISODES_FILE, METRICS_FILE  # noqa: F401  (run-directory layout, one place each)
@@ -127,26 +128,16 @@ def check_resumable(saved: RunConfig, config: RunConfig) -> None:
     """A resumed run may change hyperparameters, but not what it trains: agent, env, model or LoRA shape."""
     changed = [k for k in config_changes(saved, config) if k.split(".")[0] in FIXED_ON_RESUME]
     if changed:
-        before = _flat(to_dict(saved))
+        before = flatten(to_dict(saved))
         raise UsageError(f"a resumed run cannot change {', '.join(changed)} (it was trained with "
                          f"{', '.join(f'{k}={before.get(k)!r}' for k in changed)}); start a new run instead")
 
 
 def config_changes(saved: RunConfig, config: RunConfig) -> dict[str, list[Any]]:
     """{key: [before, after]} for every setting that differs."""
-    before, after = _flat(to_dict(saved)), _flat(to_dict(config))
+    before, after = flatten(to_dict(saved)), flatten(to_dict(config))
     return {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after))
             if before.get(k) != after.get(k)}
-
-
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def train(config: RunConfig, output: Path | None = None, *, resume: bool = False, overwrite: bool = False,
