@@ -20,7 +20,8 @@ SETTINGS = {"agent": "blackjack", "env": "Blackjack-v1", "episodes": 16, "num_en
             "precision": "fp32", "checkpoint_every": 2, "seed": 3,
             "ppo": {"batch_size": 2, "mini_batch_size": 1, "ppo_epochs": 3, "learning_rate": 0.01,
                     "gradient_accumulation_steps": 2, "target_approx_kl": 0.001},
-            "generation": {"max_new_tokens": 3}, "lora": {"r": 2, "alpha": 4}}
+            "generation": {"max_new_tokens": 3, "constrained": False},  # free text: several tokens per turn
+            "lora": {"r": 2, "alpha": 4}}
 
 
 def main(out: Path, model_dir: str) -> None:

@@ -122,7 +122,8 @@ def _raising_plugin(hook_name):
     broken.__name__ = hook_name
     signature = {"llamagym_system_prompt": "agent", "llamagym_format_observation": "agent, observation",
                  "llamagym_extract_action": "agent, response, observation",
-                 "llamagym_response_complete": "agent, response"}[hook_name]
+                 "llamagym_response_complete": "agent, response",
+                 "llamagym_action_choices": "agent, observation"}[hook_name]
     namespace = {"broken": broken}
     exec(f"def {hook_name}({signature}):\n    return broken()", namespace)  # pluggy reads the argument names
     module = types.ModuleType("broken_plugin")
@@ -131,12 +132,14 @@ def _raising_plugin(hook_name):
 
 
 @pytest.mark.parametrize("hook_name", ["llamagym_system_prompt", "llamagym_format_observation",
-                                       "llamagym_extract_action", "llamagym_response_complete"])
+                                       "llamagym_extract_action", "llamagym_response_complete",
+                                       "llamagym_action_choices"])
 def test_a_plugin_hook_that_raises_is_one_line_naming_the_plugin(tiny_model_dir, tmp_path, with_plugins,
                                                                   hook_name):
     with_plugins(_raising_plugin(hook_name))
     out = tmp_path / "run"
-    result = invoke(*run_args(tiny_model_dir, out))
+    free_text = ["--no-constrained"] if hook_name == "llamagym_response_complete" else []  # else never asked
+    result = invoke(*run_args(tiny_model_dir, out), *free_text)
     assert result.exit_code == 1, result.output
     assert last_line(result) == (f"Error: plugin 'broken_plugin' (block it with LLAMAGYM_BLOCK_PLUGINS="
                                  f"broken_plugin) raised KeyError in {hook_name}: 'no such field'")

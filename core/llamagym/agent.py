@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .backends import make_backend
+from .choices import ChoiceTrie, build_trie
 from .config import PPO_ALIASES, PPO_IGNORED, GenerationConfig, PPOConfig, build
 from .episode import Episode, Turn
 from .errors import ActionParseError, PluginError
@@ -92,6 +93,7 @@ class Agent:
         self._conversations: dict[Hashable, Conversation] = {}
         self._last_valid_action: Any = None
         self._warned_invalid = False
+        self._tries: dict[tuple[str, ...], ChoiceTrie] = {}
         self.buffer: list[Episode] = []
         self.counters = {"episodes": 0, "turns": 0, "invalid_turns": 0, "generated_tokens": 0}
 
@@ -118,6 +120,11 @@ class Agent:
     def response_complete(self, response: str) -> bool:
         """Whether the partial response already holds a whole action, so generation can stop early."""
         return any(stop in response for stop in self.stop_strings)
+
+    def action_choices(self, observation: Any) -> list[str] | None:
+        """Every response (text after `response_prefix`) the agent accepts for `observation`, if it can list them:
+        sampling is then restricted to them (`generation.constrained`). None (the default): free text."""
+        return None
 
     def expert_action(self, observation: Any) -> Any:
         """The action a scripted expert takes (demonstrations for `llamagym collect --policy expert`); None: no
@@ -151,10 +158,12 @@ class Agent:
         """`act` for several slots at once, answered by one batched generation."""
         slots = list(observations)
         prompts = [self._prompt_ids(slot, observations[slot]) for slot in slots]
-        responses = self.generator.generate(self, prompts, self._is_complete)
+        tries = [self._choice_trie(observations[slot]) for slot in slots]
+        responses = self.generator.generate(self, prompts, self._is_complete,
+                                            tries if any(t is not None for t in tries) else None)
         actions = {}
-        for slot, prompt, response in zip(slots, prompts, responses):
-            actions[slot] = self._record_turn(slot, observations[slot], prompt, response.token_ids)
+        for slot, prompt, response, trie in zip(slots, prompts, responses, tries):
+            actions[slot] = self._record_turn(slot, observations[slot], prompt, response.token_ids, trie)
         return actions
 
     def record_responses(self, observations: Mapping[Hashable, Any], responses: Mapping[Hashable, str]
@@ -165,7 +174,7 @@ class Agent:
         for slot, observation in observations.items():
             prompt = self._prompt_ids(slot, observation)
             response = self.tokenizer(responses[slot], add_special_tokens=False)["input_ids"]
-            actions[slot] = self._record_turn(slot, observation, prompt, response)
+            actions[slot] = self._record_turn(slot, observation, prompt, response, self._choice_trie(observation))
         return actions
 
     def assign_reward(self, reward: float, slot: Hashable = 0) -> None:
@@ -255,14 +264,29 @@ class Agent:
         text = self._response_text(token_ids)
         return bool(call_hook(self, "llamagym_response_complete", response=text))
 
-    def _record_turn(self, slot: Hashable, observation: Any, prompt: list[int], token_ids: list[int]) -> Any:
+    def _choice_trie(self, observation: Any) -> ChoiceTrie | None:
+        """The trie of the responses the agent accepts for `observation`, if it lists them and sampling is
+        constrained."""
+        if not self.generation.constrained:
+            return None
+        choices = call_hook(self, "llamagym_action_choices", observation=observation)
+        if choices is None:
+            return None
+        key = tuple(choices)
+        if key not in self._tries:
+            end = self.tokenizer.eos_token_id
+            self._tries[key] = build_trie(self.tokenizer, key, end if end is not None else min(self.eos_token_ids))
+        return self._tries[key]
+
+    def _record_turn(self, slot: Hashable, observation: Any, prompt: list[int], token_ids: list[int],
+                     trie: ChoiceTrie | None = None) -> Any:
         text = self._response_text(token_ids)
         action, valid = self._parse(text, observation)
         conversation = self._conversation(slot)
         conversation.messages.append({"role": "assistant", "content": text})
         penalty = 0.0 if valid else self.ppo_config.invalid_action_penalty
         turn = Turn(prompt, list(token_ids), text, observation, action, valid, reward=penalty,
-                    env_reward=0.0)
+                    env_reward=0.0, allowed=_allowed_tokens(trie, token_ids))
         turn.reward += conversation.pending_reward
         turn.env_reward += conversation.pending_reward
         conversation.pending_reward = 0.0
@@ -356,6 +380,17 @@ def parse_generate_config(config: Mapping[str, Any] | None) -> GenerationConfig:
             continue
         cleaned[key] = value
     return build(GenerationConfig, cleaned, "generation.")
+
+
+def _allowed_tokens(trie: ChoiceTrie | None, token_ids: list[int]) -> list[list[int]] | None:
+    """The tokens allowed at each position of a constrained response; None for free text (or a recorded
+    response that is not one of the choices, which PPO then scores unconstrained)."""
+    if trie is None:
+        return None
+    try:
+        return trie.allowed_per_position(token_ids)
+    except ValueError:
+        return None
 
 
 def _sample_space(space: Any, rng: random.Random) -> Any:

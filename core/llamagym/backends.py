@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .choices import ChoiceTrie
 from .errors import ConfigError, UsageError
 from .generation import Response, sample_responses
 
@@ -28,10 +29,12 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def generate(self, agent: Any, prompts: Sequence[Sequence[int]], is_complete: IsComplete) -> list[Response]:
+    def generate(self, agent: Any, prompts: Sequence[Sequence[int]], is_complete: IsComplete,
+                 choices: Sequence[ChoiceTrie | None] | None = None) -> list[Response]:
         with agent.autocast():
             return sample_responses(agent.model, prompts, agent.generation, eos_token_ids=agent.eos_token_ids,
-                                    pad_token_id=agent.tokenizer.pad_token_id, is_complete=is_complete)
+                                    pad_token_id=agent.tokenizer.pad_token_id, is_complete=is_complete,
+                                    choices=choices)
 
 
 def import_vllm() -> Any:
@@ -59,7 +62,11 @@ class VLLMBackend:
         self._workdir: tempfile.TemporaryDirectory | None = None
         self.adapter_dirs: list[Path] = []
 
-    def generate(self, agent: Any, prompts: Sequence[Sequence[int]], is_complete: IsComplete) -> list[Response]:
+    def generate(self, agent: Any, prompts: Sequence[Sequence[int]], is_complete: IsComplete,
+                 choices: Sequence[ChoiceTrie | None] | None = None) -> list[Response]:
+        if choices is not None and any(trie is not None for trie in choices):
+            raise ConfigError("generation.constrained (sampling only among the agent's action_choices) needs the "
+                              "transformers backend: pass --no-constrained to sample with vllm")
         vllm = import_vllm()
         request = self.sync_adapter(agent)
         engine = self._engine(agent, vllm)

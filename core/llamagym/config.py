@@ -78,6 +78,8 @@ class GenerationConfig:
     top_k: int = option(0, "sample from the k likeliest tokens (0: all)", min=0)
     top_p: float = option(1.0, "nucleus sampling mass (1: all)", min=0.0, max=1.0, exclusive_min=True)
     do_sample: bool = option(True, "sample (else greedy decoding)")
+    constrained: bool = option(True, "when the agent lists the responses it accepts (action_choices), sample only "
+                               "among them; PPO scores the same restricted distribution")
     max_history_turns: int = option(0, "keep only the last k turns of the conversation in the prompt (0: all)",
                                     min=0)
     backend: str = option("transformers", "what samples the responses: transformers (the policy itself, any "

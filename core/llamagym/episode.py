@@ -19,6 +19,7 @@ class Turn:
     env_reward: float = 0.0
     reward: float = 0.0  # env_reward plus shaping terms and the invalid-action penalty
     shaping: dict[str, float] = field(default_factory=dict)
+    allowed: list[list[int]] | None = None  # constrained decoding: the tokens allowed at each response position
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .choices import ChoiceTrie
 from .config import GenerationConfig
 
 MIN_SHARED_PREFIX = 8  # below this many shared tokens the separate prefix pass is not worth it
@@ -82,14 +83,27 @@ def choose_tokens(logits: torch.Tensor, settings: GenerationConfig, generator: t
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
 
 
+def restrict_to_choices(logits: torch.Tensor, tries: Sequence[ChoiceTrie | None], prefixes: Sequence[list[int]]
+                        ) -> torch.Tensor:
+    """`logits` (rows, vocab) with every token that continues none of a row's choices set to -inf."""
+    blocked = torch.zeros_like(logits, dtype=torch.bool)
+    for row, (trie, prefix) in enumerate(zip(tries, prefixes)):
+        if trie is not None:
+            blocked[row] = True
+            blocked[row, trie.allowed(prefix)] = False
+    return logits.masked_fill(blocked, float("-inf"))
+
+
 @torch.no_grad()
 def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: GenerationConfig, *,
                      eos_token_ids: set[int], pad_token_id: int,
                      is_complete: Callable[[int, list[int]], bool] | None = None,
-                     generator: torch.Generator | None = None) -> list[Response]:
+                     generator: torch.Generator | None = None,
+                     choices: Sequence[ChoiceTrie | None] | None = None) -> list[Response]:
     """Generate one response per prompt with `policy` (an `AutoModelForCausalLMWithValueHead`).
 
-    `is_complete(row, token_ids)` is asked after each new token; True ends that row early.
+    `is_complete(row, token_ids)` is asked after each new token; True ends that row early. A row with a
+    `choices` trie samples only tokens that continue one of its choices, and ends when one is complete.
     """
     from transformers import DynamicCache
 
@@ -103,12 +117,17 @@ def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: Ge
     reasons = ["length"] * len(prompts)
     rows = list(range(len(prompts)))  # batch position -> prompt index
     for step in range(settings.max_new_tokens):
-        chosen = choose_tokens(policy.next_token_logits(hidden), settings, generator).tolist()
+        logits = policy.next_token_logits(hidden)
+        if choices is not None:
+            logits = restrict_to_choices(logits, [choices[row] for row in rows], [tokens[row] for row in rows])
+        chosen = choose_tokens(logits, settings, generator).tolist()
         keep = []
         for batch_pos, (row, token) in enumerate(zip(rows, chosen)):
             tokens[row].append(token)
             if token in eos_token_ids:
                 reasons[row] = "eos"
+            elif choices is not None and choices[row] is not None and not choices[row].allowed(tokens[row]):
+                reasons[row] = "complete"
             elif is_complete is not None and is_complete(row, tokens[row]):
                 reasons[row] = "complete"
             else:

@@ -12,6 +12,7 @@ AGENT_METHOD_OF_HOOK = {"llamagym_system_prompt": "get_system_prompt",
                         "llamagym_format_observation": "format_observation",
                         "llamagym_extract_action": "extract_action",
                         "llamagym_response_complete": "response_complete",
+                        "llamagym_action_choices": "action_choices",
                         "llamagym_expert_action": "expert_action"}
 
 

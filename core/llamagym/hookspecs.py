@@ -75,6 +75,17 @@ def llamagym_response_complete(agent, response):
     """
 
 
+@hookspec(firstresult=True)
+def llamagym_action_choices(agent, observation):
+    """Return every response (the text after the agent's response prefix) the agent accepts for ``observation``,
+    or None to pass.
+
+    With a list, sampling is restricted to these responses token by token (``generation.constrained``, on by
+    default) and PPO scores the same restricted distribution: no response is invalid and exploration stays on
+    the actions. Suits a small, fixed set of action words, such as " stick" and " hit".
+    """
+
+
 @hookspec
 def llamagym_shape_reward(agent, reward, observation, response, action):
     """Return a number added to the environment ``reward`` of the agent's last turn, or None for no change.

@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ContextManager
 
 import torch
@@ -30,6 +30,7 @@ class Sample:
     response: list[int]
     reward: float
     episode: int
+    allowed: list[list[int]] | None = None  # constrained decoding: the tokens allowed at each response position
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
     values: torch.Tensor | None = None
@@ -51,6 +52,7 @@ class Batch:
     targets: torch.Tensor
     mask: torch.Tensor
     prefix_ids: torch.Tensor | None = None
+    allowed: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (row, position among K, tokens)
 
     @property
     def k(self) -> int:
@@ -69,9 +71,24 @@ def make_batch(samples: Sequence[Sample], pad_token_id: int, device: torch.devic
         attention = torch.cat([attention.new_ones((len(samples), prefix_length)), attention], dim=1)
     k = max(len(s.response) for s in samples)
     mask = torch.zeros((len(samples), k), device=device)
+    allowed = []
     for row, sample in enumerate(samples):
-        mask[row, k - len(sample.response):] = 1.0
-    return Batch(ids, attention, ids[:, -k:], mask, prefix)
+        start = k - len(sample.response)
+        mask[row, start:] = 1.0
+        allowed.extend((row, start + j, tokens) for j, tokens in enumerate(sample.allowed or ()))
+    return Batch(ids, attention, ids[:, -k:], mask, prefix, allowed)
+
+
+def restrict_logits(logits: torch.Tensor, allowed: Sequence[tuple[int, int, list[int]]]) -> torch.Tensor:
+    """Response logits (B, K, V) restricted as they were when sampled: at each listed (row, position), every token
+    but the allowed ones gets a large negative logit (finite, so entropies stay defined)."""
+    if not allowed:
+        return logits
+    blocked = torch.zeros_like(logits, dtype=torch.bool)
+    for row, position, tokens in allowed:
+        blocked[row, position] = True
+        blocked[row, position, tokens] = False
+    return logits.masked_fill(blocked, torch.finfo(logits.dtype).min)
 
 
 def stack_right(tensors: Sequence[torch.Tensor], k: int, device: torch.device) -> torch.Tensor:
@@ -148,7 +165,7 @@ class PPOTrainer:
     def step(self, episodes: Sequence[Episode]) -> dict[str, float]:
         """One PPO update on the turns of `episodes`; returns flat `ppo/...` statistics."""
         started = time.perf_counter()
-        samples = [Sample(t.query_ids, t.response_ids, float(t.reward), e)
+        samples = [Sample(t.query_ids, t.response_ids, float(t.reward), e, t.allowed)
                    for e, episode in enumerate(episodes) for t in episode.turns if t.response_ids]
         n_samples, n_tokens = ((len(samples), sum(len(s.response) for s in samples)) if self.sync is None
                                else self.sync.totals(samples))
@@ -224,7 +241,7 @@ class PPOTrainer:
         with self.autocast():
             logits, values = model.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k,
                                                               batch.prefix_ids)
-        logits = logits / self.temperature
+        logits = restrict_logits(logits / self.temperature, batch.allowed)
         logprobs = selective_log_softmax(logits, batch.targets)
         entropy = entropy_from_logits(logits) if with_entropy else None
         return logprobs, values, entropy

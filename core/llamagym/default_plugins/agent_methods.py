@@ -42,5 +42,10 @@ def llamagym_response_complete(agent, response):
 
 
 @hookimpl(trylast=True)
+def llamagym_action_choices(agent, observation):
+    return agent.action_choices(observation)
+
+
+@hookimpl(trylast=True)
 def llamagym_expert_action(agent, observation):
     return agent.expert_action(observation)

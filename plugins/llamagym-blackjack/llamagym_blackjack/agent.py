@@ -43,6 +43,10 @@ class BlackjackAgent(Agent):
     def extract_action(self, response: str) -> int:
         return match_choice(response, ACTION_WORDS)
 
+    def action_choices(self, observation: Any) -> list[str]:
+        # The policy chooses between exactly these two answers, so none is invalid and PPO explores actions only.
+        return [" stick", " hit"]
+
     def format_action(self, action: int) -> str:
         return " stick" if int(action) == STICK else " hit"
 

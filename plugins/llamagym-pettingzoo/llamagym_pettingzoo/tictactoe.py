@@ -63,6 +63,10 @@ class TicTacToeAgent(GameAgent):
     def response_complete(self, response: str) -> bool:
         return has_digit(response)
 
+    def action_choices(self, observation: SeatObservation) -> list[str] | None:
+        """The free cells: sampling picks among them only (`--no-constrained` lets the model name any text)."""
+        return [self.format_action(action) for action in observation.legal_actions or ()] or None
+
     def expert_action(self, observation: SeatObservation) -> int:
         """The perfect player's move (exhaustive minimax): it never loses."""
         from .perfect import perfect_move

@@ -45,6 +45,18 @@ def test_selfplay_trains_both_seats_and_saves_only_the_learner(selfplay_run):
     assert config["multiagent"]["play"] == "selfplay" and config["multiagent"]["snapshot_every"] == 1
 
 
+def test_constrained_moves_are_always_free_cells(selfplay_run, llamagym_tiny_model_dir, tmp_path):
+    """The tictactoe agent lists the free cells (action_choices), so the model can name no other: no illegal and
+    no unparsable move, where the same tiny model sampling free text makes plenty."""
+    constrained = [m for m in rows(selfplay_run / "metrics.jsonl") if "game/illegal_rate" in m]
+    assert constrained and all(m["game/illegal_rate"] == 0 and m["env/invalid_rate"] == 0 for m in constrained)
+    out = tmp_path / "free"
+    result = invoke(*run_args(llamagym_tiny_model_dir, out, "tictactoe", "tictactoe_v3", 8, "--no-constrained"))
+    assert result.exit_code == 0, result.output
+    free = [m for m in rows(out / "metrics.jsonl") if "game/illegal_rate" in m]
+    assert any(m["game/illegal_rate"] + m["env/invalid_rate"] > 0 for m in free)
+
+
 @pytest.mark.parametrize("opponent", ["heuristic", "random", "base", "RUN"])
 def test_eval_reports_win_draw_loss_against_a_named_opponent(selfplay_run, opponent):
     opponent = selfplay_run if opponent == "RUN" else opponent
