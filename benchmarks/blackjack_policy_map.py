@@ -33,6 +33,32 @@ def ask(agent, greedy: bool) -> dict[tuple, tuple[int, bool]]:
     return answers
 
 
+def exact_hit_probabilities(agent) -> dict[tuple, float] | None:
+    """P(hit | observation) of the sampling policy, read off the model instead of sampled (constrained answers
+    only: the two answers' probabilities are all there is). None when the agent samples free text."""
+    import torch
+    from llamagym.trainer import Sample, make_batch
+
+    states = all_observations()
+    system = agent.get_system_prompt()
+    probabilities = {}
+    for start in range(0, len(states), 32):
+        chunk, samples = states[start:start + 32], []
+        for state in chunk:
+            trie = agent._choice_trie(state)
+            if trie is None:
+                return None
+            hit = agent.tokenizer(agent.format_action(HIT), add_special_tokens=False)["input_ids"]
+            query = agent.prompt_ids([{"role": "system", "content": system},
+                                      {"role": "user", "content": agent.format_observation(state)}])
+            samples.append(Sample(query, hit, 0.0, 0, trie.allowed_per_position(hit)))
+        with torch.no_grad():
+            logprobs, _, _ = agent.trainer._forward(agent.model, make_batch(samples, agent.tokenizer.pad_token_id,
+                                                                            agent.device))
+        probabilities.update(zip(chunk, logprobs.sum(-1).exp().tolist()))
+    return probabilities
+
+
 def hit_rates(agent, samples: int) -> tuple[dict[tuple, float], float]:
     """P(hit | observation) under sampling, estimated from `samples` answers each; and the invalid-answer rate."""
     hits = dict.fromkeys(all_observations(), 0)
@@ -58,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapter", nargs="?", help="adapter or checkpoint directory [default: untrained]")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--samples", type=int, default=8, help="sampled answers per observation")
+    parser.add_argument("--samples", type=int, default=8, help="sampled answers per observation (0: greedy only)")
     parser.add_argument("--out", help="JSON path [default: benchmarks/results/blackjack_policy_map.json]")
     args = parser.parse_args()
 
@@ -69,7 +95,8 @@ def main() -> None:
     agent.action_space = gym.make("Blackjack-v1").action_space
     with timer() as t:
         greedy = ask(agent, greedy=True)
-        sampled, invalid_rate = hit_rates(agent, args.samples)
+        sampled, invalid_rate = hit_rates(agent, args.samples) if args.samples else ({}, 0.0)
+        exact = exact_hit_probabilities(agent)
 
     symbol = {True: "H", False: "s"}
     print(chart(lambda s: symbol[greedy[s][0] == HIT] if greedy[s][1] else "."))
@@ -81,15 +108,20 @@ def main() -> None:
          "invalid_rate": sum(not v for _, v in greedy.values()) / len(greedy),
          "agrees_with_basic": sum((a == HIT) == (basic_strategy(s) == HIT) for s, (a, _) in greedy.items())
          / len(greedy)},
-        {"policy": f"agent, sampled ({args.samples}/state)", "exact_return": policy_return(sampled.get),
-         "invalid_rate": invalid_rate},
     ]
+    if exact is not None:
+        rows.append({"policy": "agent, sampling (exact)", "exact_return": policy_return(exact.get),
+                     "invalid_rate": 0.0})
+    if args.samples:
+        rows.append({"policy": f"agent, sampled ({args.samples}/state)", "exact_return": policy_return(sampled.get),
+                     "invalid_rate": invalid_rate})
     print(f"\n{args.adapter or 'untrained'}: {t['s']:.0f} s")
     print_table(rows, ["policy", "exact_return", "invalid_rate", "agrees_with_basic"])
     out = write_json("blackjack_policy_map", {
         "machine": machine(), "adapter": args.adapter, "config": to_dict(config), "rows": rows,
         "greedy_hits": sorted(list(s) for s, (a, _) in greedy.items() if a == HIT),
         "sampled_hit_rate": [[*s, p] for s, p in sampled.items()],
+        "exact_hit_probability": [[*s, p] for s, p in (exact or {}).items()],
         "time": time.strftime("%Y-%m-%d %H:%M:%S")}, args.out)
     print(f"wrote {out}")
 
