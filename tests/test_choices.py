@@ -11,7 +11,8 @@ from llamagym.choices import ChoiceTrie, build_trie
 from llamagym.config import GenerationConfig
 from llamagym.errors import UsageError
 from llamagym.generation import sample_responses
-from llamagym.trainer import Sample, make_batch, restrict_logits
+from llamagym.choices import restrict_logits
+from llamagym.trainer import Sample, make_batch
 from llamagym.value_head import AutoModelForCausalLMWithValueHead
 from llamagym_blackjack.agent import BlackjackAgent
 

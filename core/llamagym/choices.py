@@ -7,8 +7,10 @@ then invalid, and exploration is spent on the actions instead of on text the par
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import torch
 
 from .errors import UsageError
 
@@ -64,3 +66,17 @@ def build_trie(tokenizer: Any, choices: Sequence[str], end_token_id: int) -> Cho
     """The trie of `choices` (response texts after the agent's response prefix), tokenised on their own."""
     sequences = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in dict.fromkeys(choices)]
     return ChoiceTrie(sequences, end_token_id)
+
+
+def restrict_logits(logits: torch.Tensor, allowed: Iterable[tuple]) -> torch.Tensor:
+    """`logits` with, at each listed place, every token but the allowed ones given the lowest finite logit (zero
+    probability, and entropies stay defined). Each entry is ``(*index, tokens)``: ``(row, tokens)`` for the
+    sampler's (rows, vocab) logits, ``(row, position, tokens)`` for PPO's (rows, K, vocab) response logits."""
+    allowed = list(allowed)
+    if not allowed:
+        return logits
+    blocked = torch.zeros_like(logits, dtype=torch.bool)
+    for *index, tokens in allowed:
+        blocked[tuple(index)] = True
+        blocked[(*index, tokens)] = False
+    return logits.masked_fill(blocked, torch.finfo(logits.dtype).min)

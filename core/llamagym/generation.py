@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .choices import ChoiceTrie
+from .choices import ChoiceTrie, restrict_logits
 from .config import GenerationConfig
 
 MIN_SHARED_PREFIX = 8  # below this many shared tokens the separate prefix pass is not worth it
@@ -83,17 +83,6 @@ def choose_tokens(logits: torch.Tensor, settings: GenerationConfig, generator: t
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
 
 
-def restrict_to_choices(logits: torch.Tensor, tries: Sequence[ChoiceTrie | None], prefixes: Sequence[list[int]]
-                        ) -> torch.Tensor:
-    """`logits` (rows, vocab) with every token that continues none of a row's choices set to -inf."""
-    blocked = torch.zeros_like(logits, dtype=torch.bool)
-    for row, (trie, prefix) in enumerate(zip(tries, prefixes)):
-        if trie is not None:
-            blocked[row] = True
-            blocked[row, trie.allowed(prefix)] = False
-    return logits.masked_fill(blocked, float("-inf"))
-
-
 @torch.no_grad()
 def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: GenerationConfig, *,
                      eos_token_ids: set[int], pad_token_id: int,
@@ -119,7 +108,8 @@ def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: Ge
     for step in range(settings.max_new_tokens):
         logits = policy.next_token_logits(hidden)
         if choices is not None:
-            logits = restrict_to_choices(logits, [choices[row] for row in rows], [tokens[row] for row in rows])
+            logits = restrict_logits(logits, [(pos, choices[row].allowed(tokens[row]))
+                                              for pos, row in enumerate(rows) if choices[row] is not None])
         chosen = choose_tokens(logits, settings, generator).tolist()
         keep = []
         for batch_pos, (row, token) in enumerate(zip(rows, chosen)):

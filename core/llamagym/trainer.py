@@ -15,6 +15,7 @@ import torch
 
 from . import ppo
 from .advantages import EpisodeSteps, check_data_parallel, make_estimator
+from .choices import restrict_logits
 from .config import PPOConfig
 from .episode import Episode
 from .errors import TrainingError
@@ -77,18 +78,6 @@ def make_batch(samples: Sequence[Sample], pad_token_id: int, device: torch.devic
         mask[row, start:] = 1.0
         allowed.extend((row, start + j, tokens) for j, tokens in enumerate(sample.allowed or ()))
     return Batch(ids, attention, ids[:, -k:], mask, prefix, allowed)
-
-
-def restrict_logits(logits: torch.Tensor, allowed: Sequence[tuple[int, int, list[int]]]) -> torch.Tensor:
-    """Response logits (B, K, V) restricted as they were when sampled: at each listed (row, position), every token
-    but the allowed ones gets a large negative logit (finite, so entropies stay defined)."""
-    if not allowed:
-        return logits
-    blocked = torch.zeros_like(logits, dtype=torch.bool)
-    for row, position, tokens in allowed:
-        blocked[row, position] = True
-        blocked[row, position, tokens] = False
-    return logits.masked_fill(blocked, torch.finfo(logits.dtype).min)
 
 
 def stack_right(tensors: Sequence[torch.Tensor], k: int, device: torch.device) -> torch.Tensor:
