@@ -41,6 +41,7 @@ def exact_hit_probabilities(agent) -> dict[tuple, float] | None:
 
     states = all_observations()
     system = agent.get_system_prompt()
+    hit = agent.tokenizer(agent.format_action(HIT), add_special_tokens=False)["input_ids"]
     probabilities = {}
     for start in range(0, len(states), 32):
         chunk, samples = states[start:start + 32], []
@@ -48,7 +49,6 @@ def exact_hit_probabilities(agent) -> dict[tuple, float] | None:
             trie = agent._choice_trie(state)
             if trie is None:
                 return None
-            hit = agent.tokenizer(agent.format_action(HIT), add_special_tokens=False)["input_ids"]
             query = agent.prompt_ids([{"role": "system", "content": system},
                                       {"role": "user", "content": agent.format_observation(state)}])
             samples.append(Sample(query, hit, 0.0, 0, trie.allowed_per_position(hit)))
