@@ -12,28 +12,32 @@ One arm per invocation (`--arm`):
     python benchmarks/blackjack_learning.py                                 # arm ppo, the preset's budget
     python benchmarks/blackjack_learning.py --arm sft-ppo --episodes 1000 --sft-epochs 4
     python benchmarks/blackjack_learning.py --arm grpo --set ppo.group_size=8 --eval-episodes 4000
+    python benchmarks/blackjack_learning.py --run runs/bj          # score a finished `llamagym run` instead
 
 Besides the Monte Carlo returns on the evaluation episodes, greedy policies are scored exactly: with
 max_history_turns = 1 the greedy answer depends on the observation alone, so the agent's answers in all 280
 observations form a policy table whose expected return the dynamic programme of `strategy.policy_return` gives
-without sampling noise (an invalid answer counts as the fallback's coin flip). Writes JSON and PNG curves to
-benchmarks/results/.
+without sampling noise (an invalid answer counts as the fallback's coin flip). With constrained answers the
+sampling policy is scored exactly too, from the model's probability of each answer (`exact_sampled_return`).
+Writes JSON and PNG curves to benchmarks/results/.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
 
 import gymnasium as gym
 
+from blackjack_policy_map import exact_hit_probabilities
 from common import RESULTS, machine, peak_rss_gib, print_table, timer, write_json
 from llamagym.config import RunConfig, build, merge, to_dict
 from llamagym.evaluation import summarize
 from llamagym.rollout import RolloutEngine, episode_seed
-from llamagym.runner import build_agent, resolve_config, train
+from llamagym.runner import build_agent, config_from_run, resolve_config, train
 from llamagym_blackjack.strategy import REFERENCE_POLICIES, all_observations, basic_strategy, policy_return
 
 ARMS = ("ppo", "grpo", "reinforce", "sft", "sft-ppo")
@@ -86,6 +90,10 @@ def play_agent(config: RunConfig, adapter: str | None, episodes: int, greedy: bo
         table = greedy_table(agent)
         info["exact_return"] = policy_return(table.__getitem__)
         info["agrees_with_basic"] = sum(table[o] == basic_strategy(o) for o in table) / len(table)
+    if config.generation.max_history_turns == 1:
+        hit_probabilities = exact_hit_probabilities(agent)  # None with free-text answers
+        if hit_probabilities is not None:
+            info["exact_sampled_return"] = policy_return(hit_probabilities.__getitem__)
     return [r.env_return for r in results], info
 
 
@@ -167,6 +175,8 @@ def main() -> None:
     parser.add_argument("--sft-batch-size", type=int, default=16)
     parser.add_argument("--sft-all-examples", action="store_true",
                         help="fine-tune on every demonstrated turn, repeats included (default: each distinct once)")
+    parser.add_argument("--run", type=Path, help="ppo arms: evaluate this finished `llamagym run` directory (its "
+                        "settings and adapter) instead of training")
     parser.add_argument("--skip-untrained", action="store_true", help="do not evaluate the untrained model")
     parser.add_argument("--output", help="working directory [default: runs/benchmark-blackjack-ARM]")
     parser.add_argument("--out", help="JSON path [default: benchmarks/results/blackjack_learning-ARM.json]")
@@ -178,6 +188,10 @@ def main() -> None:
     if args.episodes:
         flags["episodes"] = args.episodes
     config = resolve_config(merge(flags, parse_overrides(args.overrides)))
+    if args.run:  # the run's own settings; evaluation seeds stay those of --seed, shared by every row
+        if args.arm.startswith("sft"):
+            parser.error("--run evaluates a PPO run; use it with --arm ppo, grpo or reinforce")
+        config = build(RunConfig, {"seed": args.seed}, base=config_from_run(args.run))
     root = Path(args.output or f"runs/benchmark-blackjack-{args.arm}")
     root.mkdir(parents=True, exist_ok=True)
     n, greedy = args.eval_episodes, not args.sample
@@ -205,23 +219,28 @@ def main() -> None:
         report["sft_plot"] = str(plot_sft_loss(root / "sft", out.with_name(f"{out.stem}-sft.png")))
     if args.arm != "sft":
         run_config = build(RunConfig, {"init_adapter": str(root / "sft")}, base=config) if adapter else config
-        with timer() as t:
-            report["run"] = train(run_config, root / "run", overwrite=True)
-        budget["ppo_minutes"] = t["s"] / 60
-        adapter = report["run"]["adapter"]
+        run_dir = args.run or root / "run"
+        if args.run:
+            report["run"] = json.loads((run_dir / "summary.json").read_text())
+            budget["ppo_minutes"] = report["run"]["wall_time_s"] / 60
+        else:
+            with timer() as t:
+                report["run"] = train(run_config, run_dir, overwrite=True)
+            budget["ppo_minutes"] = t["s"] / 60
+        adapter = str(run_dir / "adapter")
         returns, info = play_agent(config, adapter, n, greedy)
         label = "SFT, then PPO" if args.arm == "sft-ppo" else f"PPO ({config.ppo.advantage})"
         rows.append({"policy": f"LLM agent, {label} ({config.episodes} episodes)", **_stats(returns), **info})
         from llamagym.plotting import plot_run
 
-        report["plot"] = str(plot_run(root / "run", out.with_suffix(".png")))
+        report["plot"] = str(plot_run(run_dir, out.with_suffix(".png")))
 
     final = returns
     print(f"\nBlackjack-v1, arm {args.arm}: {n} evaluation episodes (the same seeds for every row), "
           f"{'greedy' if greedy else 'sampled'} decoding; "
           + ", ".join(f"{k.replace('_minutes', '')} {v:.1f} min" for k, v in budget.items()))
     print_table(rows, ["policy", "mean_return", "stderr", "win_rate", "invalid_rate", "exact_return",
-                       "agrees_with_basic"])
+                       "exact_sampled_return", "agrees_with_basic"])
     if untrained is not None:
         report["trained_minus_untrained"] = paired_difference(final, untrained)
         print("\ntrained - untrained: {:+.4f} ± {:.4f} (paired SE)".format(*report["trained_minus_untrained"]))

@@ -39,7 +39,8 @@ NO_TRAINING = {"batch_size": 10**9}
 def preset_settings() -> tuple[dict, dict]:
     """The generation and PPO settings `llamagym run --agent blackjack` uses (the agent's preset)."""
     config = resolve_config({"agent": "blackjack", "env": "Blackjack-v1"})
-    return dataclasses.asdict(config.generation), dataclasses.asdict(config.ppo)
+    ppo = {**dataclasses.asdict(config.ppo), "lr_schedule": "constant"}  # speed is the same; no run length here
+    return dataclasses.asdict(config.generation), ppo
 
 
 def sequential_loop(agent: Agent, episodes: int, seed: int) -> dict[str, float]:

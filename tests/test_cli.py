@@ -42,6 +42,22 @@ def test_run_trains_and_saves_everything(tiny_model_dir, tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output and "--overwrite" in again.output
 
 
+def test_linear_learning_rate_decays_over_the_runs_updates(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    result = invoke(*tiny_run_args(tiny_model_dir, out, episodes=12), "--lr-schedule", "linear",
+                    "--learning-rate", "3e-4")
+    assert result.exit_code == 0, result.output
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["ppo/learning_rate"] for m in metrics] == pytest.approx([3e-4, 2e-4, 1e-4])
+
+
+def test_linear_learning_rate_is_refused_for_games(tmp_path):
+    result = invoke("run", "--agent", "tictactoe", "--env", "tictactoe_v3", "--model", "/no/such/model.gguf",
+                    "--lr-schedule", "linear", "-o", tmp_path / "never", "-q")
+    assert result.exit_code == 2, result.output
+    assert "lr_schedule = linear" in result.output and "Traceback" not in result.output
+
+
 def test_run_with_a_config_file(tiny_model_dir, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(f'agent = "blackjack"\nenv = "Blackjack-v1"\nmodel = "{tiny_model_dir}"\nepisodes = 4\n'

@@ -8,7 +8,7 @@ import torch
 
 from llamagym.config import LoraConfig, PPOConfig
 from llamagym.episode import Episode, Turn
-from llamagym.errors import TrainingError
+from llamagym.errors import ConfigError, TrainingError
 from llamagym.models import add_lora
 from llamagym.trainer import PPOTrainer, Sample, make_batch
 from llamagym.value_head import AutoModelForCausalLMWithValueHead
@@ -129,3 +129,25 @@ def test_shared_prefix_changes_no_logprob_or_value(tiny):
         out[prefix_length] = (selective_log_softmax(logits, batch.targets) * batch.mask, values * batch.mask)
     assert torch.allclose(out[0][0], out[12][0], atol=1e-5)
     assert torch.allclose(out[0][1], out[12][1], atol=1e-5)
+
+
+def test_linear_schedule_anneals_the_learning_rate_to_zero_over_the_planned_updates(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    trainer = PPOTrainer(policy, PPOConfig(learning_rate=1e-3, lr_schedule="linear", mini_batch_size=8, ppo_epochs=1),
+                         pad_token_id=tokenizer.pad_token_id)
+    episodes = _episodes([40], [50])
+    with pytest.raises(ConfigError, match="planned_updates"):
+        trainer.step(episodes)
+    trainer.planned_updates = 4
+    rates = [trainer.step(episodes)["ppo/learning_rate"] for _ in range(5)]
+    assert rates == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4, 0.0])
+    frozen = [p.detach().clone() for p in policy.trainable_parameters()]
+    trainer.step(episodes)  # past the plan: the rate stays at zero and nothing moves
+    assert all(torch.equal(a, b) for a, b in zip(frozen, policy.trainable_parameters()))
+
+
+def test_constant_schedule_keeps_the_rate(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    trainer = PPOTrainer(policy, PPOConfig(learning_rate=1e-3, mini_batch_size=8, ppo_epochs=1),
+                         pad_token_id=tokenizer.pad_token_id)
+    assert [trainer.step(_episodes([40], [50]))["ppo/learning_rate"] for _ in range(2)] == [1e-3, 1e-3]

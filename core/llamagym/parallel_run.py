@@ -26,7 +26,7 @@ from .registry import get_registry
 from .recorder import RunningStats
 from .rundir import check_output, default_output
 from .runner import (ADAPTER_DIR, CONFIG_FILE, EPISODES_FILE, METRICS_FILE, SUMMARY_FILE, build_agent, make_engine,
-                     seed_everything)
+                     planned_updates, seed_everything)
 
 PROCESS_SEED_STRIDE = 1_000_003
 
@@ -125,14 +125,17 @@ class ParallelRun:
         from .checkpoint import latest_checkpoint, load_checkpoint
 
         config, dp = self.config, self.dp
+        env_spec = get_registry().env(config.env)
+        updates = planned_updates(env_spec, config, dp.world_size)
         agent = build_agent(dataclasses.replace(config, device=process_device(config.device, dp.local_rank)))
+        agent.trainer.planned_updates = updates
         checkpoint = latest_checkpoint(self.output) if self.resume else None
         if checkpoint is not None:
             self.state.update(load_checkpoint(checkpoint, agent))
         prepare_agent(agent, dp, config.seed + self.state["updates"])
         self.agent = agent
         self._open_logs()
-        engine = make_engine(agent, get_registry().env(config.env), config)
+        engine = make_engine(agent, env_spec, config)
         if not hasattr(engine, "num_processes"):
             raise UsageError(f"env {config.env!r}: several processes are supported for Gymnasium envs only")
         engine.process_index, engine.num_processes = dp.rank, dp.world_size

@@ -4,6 +4,7 @@ build the agent, roll out and train with a progress bar, write metrics and check
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,16 @@ def build_agent(config: RunConfig, adapter: str | None = None) -> Any:
     model, tokenizer = load_model(config.model, config.lora, adapter=adapter)
     return agent_class(model, tokenizer, config.device, generate_config_dict=to_dict(config.generation),
                        ppo_config_dict=to_dict(config.ppo), precision=config.precision, seed=config.seed)
+
+
+def planned_updates(env_spec: EnvSpec, config: RunConfig, processes: int = 1) -> int | None:
+    """How many updates the run makes, which `ppo.lr_schedule = linear` decays over (None: not needed)."""
+    if config.ppo.lr_schedule == "constant":
+        return None
+    if env_spec.kind != "gymnasium":
+        raise UsageError(f"ppo.lr_schedule = linear needs a known number of updates, which env {env_spec.id!r} (a "
+                         f"game, where each seat's policy updates at its own pace) does not give; use constant")
+    return math.ceil(math.ceil(config.episodes / processes) / config.ppo.batch_size)
 
 
 def init_adapter_dir(config: RunConfig) -> str | None:
@@ -161,7 +172,9 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
     if resume:
         check_resumable(config_from_run(output) or config, config)
     env_spec = get_registry().env(config.env)
+    updates = planned_updates(env_spec, config)
     agent = build_agent(config)
+    agent.trainer.planned_updates = updates
     engine = make_engine(agent, env_spec, config)
     try:
         with claimed(output, resume, overwrite):

@@ -18,7 +18,7 @@ from .advantages import EpisodeSteps, check_data_parallel, make_estimator
 from .choices import restrict_logits
 from .config import PPOConfig
 from .episode import Episode
-from .errors import TrainingError
+from .errors import ConfigError, TrainingError
 from .generation import MIN_SHARED_PREFIX, left_pad, shared_prefix_length
 from .value_head import AutoModelForCausalLMWithValueHead
 
@@ -116,8 +116,9 @@ class PPOTrainer:
         self.model, self.config, self.sync = model, config, sync
         self.pad_token_id, self.temperature, self.autocast = pad_token_id, temperature, autocast
         self.rng = random.Random(seed)
-        learning_rate = config.learning_rate or (1e-4 if model.is_peft_model else 1e-5)
-        self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=learning_rate,
+        self.learning_rate = config.learning_rate or (1e-4 if model.is_peft_model else 1e-5)
+        self.planned_updates: int | None = None  # lr_schedule = linear decays to zero over these
+        self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=self.learning_rate,
                                            weight_decay=config.weight_decay)
         self.kl_controller = (ppo.AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
                               if config.adaptive_kl else ppo.FixedKLController(config.kl_coef))
@@ -162,6 +163,7 @@ class PPOTrainer:
             return {}
         if self.sync is not None:
             check_data_parallel(self.config)
+        self._set_learning_rate()
         self.prefix_length = self._shared_prefix(samples)
         self._score(samples)
         kl_stats = self._advantages(samples, len(episodes), [e.group for e in episodes])
@@ -177,9 +179,21 @@ class PPOTrainer:
         stats.update(kl_stats)
         stats.update({"ppo/kl_coef": self.kl_controller.value, "ppo/samples": n_samples,
                       "ppo/shared_prefix_tokens": self.prefix_length, "ppo/tokens": n_tokens,
-                      "ppo/update": self.updates,
+                      "ppo/update": self.updates, "ppo/learning_rate": self.optimizer.param_groups[0]["lr"],
                       "time/ppo_s": time.perf_counter() - started})
         return stats
+
+    def _set_learning_rate(self) -> None:
+        """The step size of the next update: constant, or linearly annealed so that late updates, taken on a
+        nearly trained policy, move it little (the last planned update uses 1/planned of the base rate)."""
+        if self.config.lr_schedule == "constant":
+            return
+        if not self.planned_updates:
+            raise ConfigError("ppo.lr_schedule = linear needs the run's length: `llamagym run` sets it; with the "
+                              "Agent API set agent.trainer.planned_updates, or use lr_schedule = constant")
+        fraction = max(0.0, 1.0 - self.updates / self.planned_updates)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate * fraction
 
     def _shared_prefix(self, samples: list[Sample]) -> int:
         """The prompt prefix every sample of this update shares (system prompt, template), computed once per
