@@ -198,6 +198,8 @@ def main() -> None:
     out = Path(args.out) if args.out else RESULTS / f"blackjack_learning-{args.arm}.json"
     started = time.perf_counter()
     rows, report = [], {"arm": args.arm}
+    if args.run:
+        report["run_config"] = to_dict(config_from_run(args.run))  # the run's own training seed among them
     for name, make in REFERENCE_POLICIES.items():
         exact = policy_return(lambda o, p=make(): float(p(o))) if name != "random" else policy_return(lambda o: 0.5)
         rows.append({"policy": name, **_stats(play_reference(make(), n, args.seed)), "exact_return": exact})
