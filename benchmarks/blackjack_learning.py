@@ -188,18 +188,20 @@ def main() -> None:
     if args.episodes:
         flags["episodes"] = args.episodes
     config = resolve_config(merge(flags, parse_overrides(args.overrides)))
+    run_config = None
     if args.run:  # the run's own settings; evaluation seeds stay those of --seed, shared by every row
         if args.arm.startswith("sft"):
             parser.error("--run evaluates a PPO run; use it with --arm ppo, grpo or reinforce")
-        config = build(RunConfig, {"seed": args.seed}, base=config_from_run(args.run))
+        run_config = config_from_run(args.run)
+        config = build(RunConfig, {"seed": args.seed}, base=run_config)
     root = Path(args.output or f"runs/benchmark-blackjack-{args.arm}")
     root.mkdir(parents=True, exist_ok=True)
     n, greedy = args.eval_episodes, not args.sample
     out = Path(args.out) if args.out else RESULTS / f"blackjack_learning-{args.arm}.json"
     started = time.perf_counter()
     rows, report = [], {"arm": args.arm}
-    if args.run:
-        report["run_config"] = to_dict(config_from_run(args.run))  # the run's own training seed among them
+    if run_config is not None:
+        report["run_config"] = to_dict(run_config)  # the run's own training seed among them
     for name, make in REFERENCE_POLICIES.items():
         exact = policy_return(lambda o, p=make(): float(p(o))) if name != "random" else policy_return(lambda o: 0.5)
         rows.append({"policy": name, **_stats(play_reference(make(), n, args.seed)), "exact_return": exact})
