@@ -23,13 +23,19 @@ def _launch_env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
+def _failure(done: subprocess.CompletedProcess) -> str:
+    """What the processes printed before the launcher's own failure summary, which alone says nothing useful."""
+    before, _, summary = done.stderr.partition("torch.distributed.elastic")
+    return before[-4000:] + "\n[launcher] " + summary[-1000:]
+
+
 @pytest.fixture(scope="module")
 def two_process_run(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("dp")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            str(WORKER), str(out), str(tiny_model_dir)], env=_launch_env(), capture_output=True,
                           text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _failure(done)
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     return out, ranks
 
@@ -112,7 +118,7 @@ def test_run_with_num_processes(tiny_model_dir, tmp_path):
          str(tiny_model_dir), "--episodes", "8", "--num-envs", "2", "--batch-size", "2", "--mini-batch-size", "2",
          "--ppo-epochs", "1", "--max-new-tokens", "3", "--lora-r", "2", "--device", "cpu", "-o", str(out), "-q",
          "--num-processes", "2"], env=_launch_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _failure(done)
     assert done.stdout.count("trained 8 episodes, 2 updates") == 1  # printed by process 0 only
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["episodes"] == 8

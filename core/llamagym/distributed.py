@@ -56,6 +56,12 @@ class DataParallel:
     def barrier(self) -> None:
         torch.distributed.barrier()
 
+    def close(self) -> None:
+        """Leave the group while the interpreter is whole: gloo's threads left to interpreter shutdown can still
+        hold tensors, and freeing them then aborts the process (SIGABRT) after a run that went well."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
     def broadcast_tensors(self, tensors: Iterable[torch.Tensor]) -> None:
         """Overwrite `tensors` in place with process 0's values (the starting weights of a run)."""
         for bucket in _buckets(list(tensors)):

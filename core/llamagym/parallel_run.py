@@ -91,11 +91,14 @@ def train_parallel(config: RunConfig, output: Path | None = None, *, resume: boo
     check_launch_settings()
     check_data_parallel(config.ppo)
     dp = init_data_parallel(config.device)
-    output = Path(dp.broadcast_object(str(output or default_output(config.agent, config.env))))
-    on_main(dp, lambda: _prepare_output(output, resume, overwrite))
-    if resume:
-        config = build(RunConfig, json.loads((output / CONFIG_FILE).read_text())["config"])
-    return ParallelRun(config, output, dp, resume, show_progress).run()
+    try:
+        output = Path(dp.broadcast_object(str(output or default_output(config.agent, config.env))))
+        on_main(dp, lambda: _prepare_output(output, resume, overwrite))
+        if resume:
+            config = build(RunConfig, json.loads((output / CONFIG_FILE).read_text())["config"])
+        return ParallelRun(config, output, dp, resume, show_progress).run()
+    finally:
+        dp.close()
 
 
 def _prepare_output(output: Path, resume: bool, overwrite: bool) -> None:
