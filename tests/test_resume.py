@@ -272,6 +272,40 @@ def test_latest_checkpoint_ignores_incomplete_directories(tmp_path):
     assert latest_checkpoint(tmp_path).name == "update-000001-ep-000000002"
 
 
+def game_args(model_dir, out, episodes, *flags):
+    """A tic-tac-toe run on one table (so no game is in flight at a checkpoint), checkpointing every update."""
+    return ["run", "--agent", "tictactoe", "--env", "tictactoe_v3", "--model", model_dir, "--episodes", episodes,
+            "--num-envs", 1, "--mini-batch-size", 1, "--ppo-epochs", 1, "--max-new-tokens", 2, "--lora-r", 2,
+            "--learning-rate", 0.01, "--checkpoint-every", 1, "--seed", 5, *flags, "-o", out, "-q"]
+
+
+def adapter_files(run_dir):
+    """Every saved adapter of a run (the main one and, with one policy per seat, `adapter/<seat>/`)."""
+    found = {}
+    for file in sorted((run_dir / "adapter").rglob("adapter_model.safetensors")):
+        found[str(file.parent.relative_to(run_dir))] = load_file(str(file))
+    return found
+
+
+@pytest.mark.parametrize("flags", [
+    ("--play", "separate", "--batch-size", 2),  # the second seat's adapter, value head and optimiser
+    ("--play", "selfplay", "--batch-size", 1, "--pool-size", 2, "--pool-rate", 1.0, "--snapshot-every", 1),  # pool
+], ids=["separate", "selfplay-pool"])
+def test_a_resumed_game_run_is_the_uninterrupted_run(tiny_model_dir, tmp_path, flags):
+    reference, split = tmp_path / "reference", tmp_path / "split"
+    assert invoke(*game_args(tiny_model_dir, reference, 8, *flags)).exit_code == 0
+    assert invoke(*game_args(tiny_model_dir, split, 4, *flags)).exit_code == 0
+    assert (latest_checkpoint(split) / "engine.pt").is_file()
+    resumed = invoke("run", "--resume", split, "--episodes", 8, "-q")
+    assert resumed.exit_code == 0, resumed.output
+    for name in ("metrics.jsonl", "episodes.jsonl"):
+        assert [without_times(r) for r in rows(split / name)] == [without_times(r) for r in rows(reference / name)]
+    final, expected = adapter_files(split), adapter_files(reference)
+    assert sorted(final) == sorted(expected) and len(expected) == (2 if "separate" in flags else 1)
+    for directory, weights in expected.items():
+        assert all(torch.equal(final[directory][k], weights[k]) for k in weights), directory
+
+
 @pytest.mark.slow
 def test_sigkill_and_resume_with_the_default_model(tmp_path):
     """The same guarantees on the real default model (SmolLM2-135M-Instruct), killed in its third update."""

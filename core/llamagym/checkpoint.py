@@ -19,6 +19,7 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 STATE_FILE = "state.json"
 TRAINER_FILE = "trainer.pt"
+ENGINE_FILE = "engine.pt"  # games only: the policies besides the main one, the snapshot pool, opponents' RNGs
 STAGING_PREFIX = ".staging-"
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
 
@@ -77,11 +78,11 @@ def save_model_dir(agent: Any, directory: Path) -> None:
 
 
 def save_checkpoint(run_dir: Path, agent: Any, state: dict[str, Any], volatile: dict[str, Any] | None = None,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, engine_state: dict[str, Any] | None = None) -> Path:
     """Write `checkpoints/<checkpoint_name(state)>`, point `checkpoints/latest` at it, keep the newest `keep`.
 
-    `volatile` (from `capture_volatile`) defaults to now. A checkpoint of the same name already on disk holds
-    the same state and is kept as it is."""
+    `volatile` (from `capture_volatile`) defaults to now; `engine_state`, where given, goes to `engine.pt`. A
+    checkpoint of the same name already on disk holds the same state and is kept as it is."""
     from .models import quiet_loading
 
     root = Path(run_dir) / CHECKPOINTS
@@ -93,6 +94,8 @@ def save_checkpoint(run_dir: Path, agent: Any, state: dict[str, Any], volatile: 
             with quiet_loading():
                 agent.model.save_pretrained(staging)
             _write_trainer_state(staging, agent, volatile or capture_volatile(agent))
+            if engine_state is not None:
+                torch.save(engine_state, staging / ENGINE_FILE)
             (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
             _fsync_tree(staging)
             shutil.rmtree(target, ignore_errors=True)  # an incomplete one (copied by hand) is replaced
@@ -148,15 +151,27 @@ def load_checkpoint(path: Path, agent: Any) -> dict[str, Any]:
     rate and weight decay stay as the agent was configured, so a resumed run may change them."""
     load_weights(agent.model, path)
     trainer_state = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=False)
-    optimizer = agent.trainer.optimizer
-    configured = [{"lr": g["lr"], "weight_decay": g.get("weight_decay")} for g in optimizer.param_groups]
-    agent.trainer.load_state_dict(trainer_state["trainer"])
-    for group, settings in zip(optimizer.param_groups, configured):
-        group.update({k: v for k, v in settings.items() if v is not None})
+    restore_trainer(agent, trainer_state["trainer"])
     set_rng_state(trainer_state["rng"])
     agent._rng.setstate(trainer_state["agent_rng"])
     agent.counters.update(trainer_state["counters"])
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def restore_trainer(agent: Any, trainer_state: dict[str, Any]) -> None:
+    """Load the trainer's state (optimiser, KL controller, update count) but keep the configured learning rate
+    and weight decay."""
+    optimizer = agent.trainer.optimizer
+    configured = [{"lr": g["lr"], "weight_decay": g.get("weight_decay")} for g in optimizer.param_groups]
+    agent.trainer.load_state_dict(trainer_state)
+    for group, settings in zip(optimizer.param_groups, configured):
+        group.update({k: v for k, v in settings.items() if v is not None})
+
+
+def load_engine_state(path: Path) -> dict[str, Any] | None:
+    """The engine's own state saved with a checkpoint (other seats' policies, the self-play pool), if any."""
+    file = Path(path) / ENGINE_FILE
+    return torch.load(file, map_location="cpu", weights_only=False) if file.is_file() else None
 
 
 def load_weights(model: Any, directory: Path) -> None:

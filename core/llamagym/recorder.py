@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,11 @@ class RunRecorder:
     """Rollout callbacks that log episodes and updates, commit the run, and write checkpoints."""
 
     def __init__(self, output: Path, agent: Any, config: RunConfig, state: dict[str, Any], stop: StopRequest,
-                 show_progress: bool = True):
+                 show_progress: bool = True, engine_state: Callable[[], dict[str, Any]] | None = None):
         from tqdm.auto import tqdm
 
         self.output, self.agent, self.config, self.state, self.stop = output, agent, config, state, stop
+        self.engine_state = engine_state  # a game engine's other policies and pool, saved with each checkpoint
         # metrics.jsonl (always) and the --report-to trackers; a resumed run continues their step count
         self.metrics = open_loggers(config.report_to, output, to_dict(config), state["updates"] or None)
         self.episodes = JsonlWriter(output / EPISODES_FILE)
@@ -67,6 +69,7 @@ class RunRecorder:
                 self.running.add(row["return"], row["invalid_turns"], row["turns"])
         self.clock_start = time.perf_counter() - state["time_s"]
         self.committed, self.volatile = dict(state), capture_volatile(agent)
+        self.committed_engine = engine_state() if engine_state is not None else None
         self.checkpoint_due = False
         self.last_checkpoint: Path | None = None
         self.bar = tqdm(total=config.episodes, initial=state["episodes"], unit="ep", disable=not show_progress,
@@ -115,6 +118,8 @@ class RunRecorder:
         """Every logged episode has been trained on (or dropped): remember this as the point to resume from."""
         self.state["time_s"] = self.elapsed()
         self.committed, self.volatile = dict(self.state), capture_volatile(self.agent)
+        if self.engine_state is not None:  # taken now: closing the engine drops the pool's adapters
+            self.committed_engine = self.engine_state()
         if self.checkpoint_due:
             self.checkpoint()
 
@@ -123,7 +128,8 @@ class RunRecorder:
         state = {**self.committed, "config": to_dict(self.config)}
         self.metrics.sync()
         self.episodes.sync()
-        self.last_checkpoint = save_checkpoint(self.output, self.agent, state, self.volatile)
+        self.last_checkpoint = save_checkpoint(self.output, self.agent, state, self.volatile,
+                                               engine_state=self.committed_engine)
         self.checkpoint_due = False
         return self.last_checkpoint
 

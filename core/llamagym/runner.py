@@ -185,7 +185,8 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
 
 def _train_in(output: Path, agent: Any, engine: Any, config: RunConfig, resume: bool,
               show_progress: bool) -> dict[str, Any]:
-    from .checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, remove_staging, save_model_dir
+    from .checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint, load_engine_state,
+                             remove_staging, save_model_dir)
     from .errors import TrainingError
     from .interrupts import stop_requests
     from .metrics import truncate_jsonl
@@ -196,12 +197,16 @@ def _train_in(output: Path, agent: Any, engine: Any, config: RunConfig, resume: 
         remove_staging(output)
         checkpoint = latest_checkpoint(output)
         if checkpoint is not None:
+            engine_state = load_engine_state(checkpoint)
+            if engine_state is not None and hasattr(engine, "load_state_dict"):
+                engine.load_state_dict(engine_state)  # first: refilling the pool draws from the RNGs restored next
             state.update({k: v for k, v in load_checkpoint(checkpoint, agent).items() if k != "config"})
     _write_config(output, config, state, resume)
     truncate_jsonl(output / METRICS_FILE, state["metrics_rows"])
     truncate_jsonl(output / EPISODES_FILE, state["episode_rows"])
     with stop_requests() as stop:
-        recorder = RunRecorder(output, agent, config, state, stop, show_progress)
+        recorder = RunRecorder(output, agent, config, state, stop, show_progress,
+                               engine_state=getattr(engine, "state_dict", None))
         try:
             # in-flight episodes of a stopped run are dropped; a resumed run goes on from the committed index
             engine.run(config.episodes - state["episodes"], start_index=state["next_index"],

@@ -250,6 +250,20 @@ class GameEngine:
             raise TrainingError(f"{self.env_errors} environment errors (limit {self.max_env_errors}); the last: "
                                 f"{message}")
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the main policy: the lineup's own state (other seats' policies, the
+        self-play pool, an opponent's RNG), how many updates each learning policy has made, and the main
+        policy's game results since its last update."""
+        names = {id(player): player.name for player in self.lineup.players()}
+        return {"updates": {names[key]: count for key, count in self.updates.items() if key in names},
+                "lineup": self.lineup.state_dict(), "game_stats": dict(vars(self.stats))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lineup.load_state_dict(state["lineup"])
+        vars(self.stats).update(state["game_stats"])
+        by_name = {player.name: player for player in self.lineup.players() if player.learns}
+        self.updates = {id(by_name[name]): count for name, count in state["updates"].items() if name in by_name}
+
     def close(self) -> None:
         """Close the environments and remove the adapters of frozen opponents (snapshots, checkpoints), so that
         saving the model afterwards saves only the learning policies."""

@@ -40,6 +40,13 @@ class SelfPlay:
         if self.pool is not None and player is self.main:
             self.pool.after_update(updates)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"pool": self.pool.state_dict()} if self.pool is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.pool is not None and "pool" in state:
+            self.pool.load_state_dict(state["pool"])
+
 
 class PerSeat:
     """A fixed mapping from agent ids to players (for example one LoRA adapter per seat)."""
@@ -63,6 +70,15 @@ class PerSeat:
 
     def after_update(self, player: Any, updates: int) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every seat's policy but the main one's (the run saves that one itself)."""
+        return {seat: player.state_dict() for seat, player in self.mapping.items() if player is not self.main}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for seat, player_state in state.items():
+            if seat in self.mapping:
+                self.mapping[seat].load_state_dict(player_state)
 
 
 class VersusOpponent:
@@ -89,3 +105,9 @@ class VersusOpponent:
 
     def after_update(self, player: Any, updates: int) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"opponent": self.opponent.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.opponent.load_state_dict(state.get("opponent", {}))

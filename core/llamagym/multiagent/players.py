@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from .adapters import adapter_active
+from .adapters import adapter_active, adapter_state, load_adapter_state
 from .observation import SeatObservation
 
 MovePolicy = Callable[[SeatObservation, random.Random], Any]
@@ -56,6 +56,30 @@ class PolicyPlayer:
     def reset(self) -> None:
         self.agent.reset_conversations()
 
+    def state_dict(self) -> dict[str, Any]:
+        """A learning policy that is not the run's main one (its adapter is not the one saved as the run's):
+        adapter and value head weights, trainer, RNG, counters and the episodes it has not trained on yet."""
+        if not self.learns:
+            return {}
+        agent = self.agent
+        return {"adapter": adapter_state(agent, self.adapter),
+                "value_head": {k: v.detach().cpu().clone() for k, v in agent.model.v_head.state_dict().items()},
+                "trainer": agent.trainer.state_dict(), "rng": agent._rng.getstate(),
+                "counters": dict(agent.counters), "buffer": list(agent.buffer)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from ..checkpoint import restore_trainer
+
+        if not state:
+            return
+        agent = self.agent
+        load_adapter_state(agent, self.adapter, state["adapter"])
+        agent.model.v_head.load_state_dict(state["value_head"])
+        restore_trainer(agent, state["trainer"])
+        agent._rng.setstate(state["rng"])
+        agent.counters.update(state["counters"])
+        agent.buffer = list(state["buffer"])
+
     def penalise_illegal(self, slot: Hashable, action: Any) -> None:
         """Mark the slot's last turn invalid (once) with the invalid-action penalty, and record the move made."""
         episode = self.agent.current_episode(slot)
@@ -99,6 +123,13 @@ class ScriptedPlayer:
 
     def reset(self) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.getstate()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.rng.setstate(state["rng"])
 
     def penalise_illegal(self, slot: Hashable, action: Any) -> None:
         pass

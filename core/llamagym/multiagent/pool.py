@@ -44,16 +44,34 @@ class SnapshotPool:
             if candidate is player and self.in_use.get(index):
                 self.in_use[index] -= 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The snapshots' weights and ages, the one waiting to be installed, and the snapshot count."""
+        return {"snapshots": self.snapshots, "ages": list(self.ages), "pending": self.pending,
+                "weights": [adapter_state(self.agent, POOL_ADAPTER.format(i)) for i in range(len(self.players))]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Refill the pool as a checkpoint left it (no game is using a snapshot when a run resumes)."""
+        for index, weights in enumerate(state["weights"]):
+            if index == len(self.players):
+                self._add_slot()
+            load_adapter_state(self.agent, POOL_ADAPTER.format(index), weights)
+        self.ages, self.snapshots, self.pending = list(state["ages"]), state["snapshots"], state["pending"]
+        self.in_use = {}
+
+    def _add_slot(self) -> int:
+        index = len(self.players)
+        name = POOL_ADAPTER.format(index)
+        add_adapter(self.agent, name)
+        self.players.append(PolicyPlayer(clone_agent(self.agent, seed_offset=1000 + index), "snapshot",
+                                         adapter=name, learns=False))
+        self.ages.append(0)
+        return index
+
     def _install_pending(self) -> None:
         if self.pending is None:
             return
         if len(self.players) < self.size:
-            index = len(self.players)
-            name = POOL_ADAPTER.format(index)
-            add_adapter(self.agent, name)
-            self.players.append(PolicyPlayer(clone_agent(self.agent, seed_offset=1000 + index), "snapshot",
-                                             adapter=name, learns=False))
-            self.ages.append(0)
+            index = self._add_slot()
         else:
             free = [i for i in range(len(self.players)) if not self.in_use.get(i)]
             if not free:
