@@ -83,6 +83,21 @@ def test_tictactoe_board_matches_the_env(registry):
         parse(TicTacToeAgent, "My move: cell ten", view)
 
 
+def test_tictactoe_names_the_cells_that_win_and_those_to_block(registry):
+    table = AECTable(registry.env("tictactoe_v3").make())
+    table.reset(0)
+    # X: 1, 2 (threatens 3); O: 5, 9 (threatens 1, taken, so nothing); X to move
+    view = play(table, [cell_to_action(c) for c in (1, 5, 2, 9)])
+    assert render(TicTacToeAgent, view) == ("You are X.\nX|X|3\n4|O|6\n7|8|O\nYou win at: 3.\n"
+                                            "Free cells: 3, 4, 6, 7, 8. Your move?")
+    # X plays 4 (threatens 7 as well); O to move must see both cells it has to block, and no win of its own
+    table.step({view.agent_id: cell_to_action(4)})
+    waiting, _ = table.advance()
+    view = next(iter(waiting.values()))
+    assert render(TicTacToeAgent, view).splitlines()[4:6] == ["X wins next at: 3, 7.", "Free cells: 3, 6, 7, 8. "
+                                                                                       "Your move?"]
+
+
 def test_tictactoe_illegal_cell_is_rejected(registry, llamagym_tiny, llamagym_plugin_manager):
     model, tokenizer = llamagym_tiny
     agent = TicTacToeAgent(model, tokenizer, "cpu", plugin_manager=llamagym_plugin_manager, seed=0)
