@@ -154,6 +154,66 @@ def test_slots_keep_separate_episodes(tiny, bare_pm):
     assert stats["env/return_mean"] == 0.0 and stats["env/win_rate"] == 0.5
 
 
+def test_a_truncated_episode_keeps_the_prompt_act_would_show_next(tiny, bare_pm):
+    model, tokenizer = tiny
+
+    class Prefixed(ChoiceAgent):
+        response_prefix = "I hit"
+
+    agent = Prefixed(model, tokenizer, "cpu", {"max_new_tokens": 2, "max_history_turns": 1}, {"batch_size": 8},
+                     plugin_manager=bare_pm)
+    agent.seen = []
+    for slot in ("cut", "played on", "ended"):  # the same two turns in three slots
+        agent.record_responses({slot: 2}, {slot: " stick"})
+        agent.record_responses({slot: 1}, {slot: " hit"})
+    agent.act(0, slot="played on")
+    shown_next = agent.current_episode("played on").turns[-1].query_ids
+    counters = dict(agent.counters)
+    agent.terminate_episode("cut", truncated_observation=0)  # cut at observation 0 (falsy, still an observation)
+    agent.terminate_episode("ended")
+    cut, ended = agent.buffer
+    assert cut.bootstrap_query == shown_next and ended.bootstrap_query is None
+    assert [len(cut.turns), len(ended.turns)] == [2, 2]
+    assert {k: v for k, v in agent.counters.items() if k != "episodes"} == {
+        k: v for k, v in counters.items() if k != "episodes"}  # nothing was sampled or recorded as a turn
+
+
+class Walk(gym.Env):
+    """One step further along a line per action; the goal is 1, 3 or 5 steps away (from the reset seed)."""
+
+    observation_space, action_space = gym.spaces.Discrete(8), gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position, self.goal = 0, 1 + 2 * (seed % 3)
+        return self.position, {}
+
+    def step(self, action):
+        self.position += 1
+        return self.position, 0.0, self.position == self.goal, False, {}
+
+
+def test_the_rollout_engine_hands_a_truncated_episode_its_last_observation(tiny, bare_pm):
+    from gymnasium.wrappers import TimeLimit
+
+    from llamagym.rollout import RolloutEngine
+
+    model, tokenizer = tiny
+    agent = ChoiceAgent(model, tokenizer, "cpu", {"max_new_tokens": 2}, {"batch_size": 8}, plugin_manager=bare_pm)
+    agent.seen = []
+    engine = RolloutEngine(agent, lambda: TimeLimit(Walk(), max_episode_steps=3), num_envs=3, seed=0)
+    engine.run(3)  # seeds 0, 1, 2: goals 1 (ended), 3 (ended just as the time ran out) and 5 (cut at 3)
+    episodes = {episode.group: episode for episode in agent.buffer}
+    assert [len(episodes[seed].turns) for seed in (0, 1, 2)] == [1, 3, 3]
+    assert episodes[0].bootstrap_query is None and episodes[1].bootstrap_query is None
+    cut = episodes[2]
+    messages = [{"role": "system", "content": "SYSTEM-PROMPT-TEXT"}]
+    for turn in cut.turns:
+        messages += [{"role": "user", "content": f"obs {turn.observation}"},
+                     {"role": "assistant", "content": turn.response}]
+    assert cut.bootstrap_query == agent.prompt_ids(messages + [{"role": "user", "content": "obs 3"}])
+
+
 def test_generate_and_ppo_dicts_accept_llamagym_keys(tiny, bare_pm):
     model, tokenizer = tiny
     agent = ChoiceAgent(model, tokenizer, "cpu",

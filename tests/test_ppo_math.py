@@ -40,6 +40,21 @@ def test_gae_lambda_zero_is_one_step_td():
     assert torch.allclose(adv, torch.tensor([1.0 + 2.0 - 1.0, 0.0 + 0.5 - 2.0, 3.0 - 0.5]))
 
 
+def test_gae_bootstraps_a_truncated_episode_from_the_value_after_it():
+    # two turns of one token each, gamma 0.9, lam 0.5, V(s_T) = 2 after the last step
+    rewards = torch.tensor([0.5, 1.0])
+    values = torch.tensor([0.3, 0.7])
+    terminated, _ = ppo.gae(rewards, values, torch.tensor([0.9, 0.0]), lam=0.5, bootstrap=2.0)
+    truncated, returns = ppo.gae(rewards, values, torch.tensor([0.9, 0.9]), lam=0.5, bootstrap=2.0)
+    assert terminated.tolist() == pytest.approx([0.5 + 0.9 * 0.7 - 0.3 + 0.9 * 0.5 * (1.0 - 0.7), 1.0 - 0.7])
+    a1 = 1.0 + 0.9 * 2.0 - 0.7          # the last step sees gamma * V(s_T)
+    a0 = 0.5 + 0.9 * 0.7 - 0.3 + 0.9 * 0.5 * a1
+    assert truncated.tolist() == pytest.approx([a0, a1])
+    assert returns.tolist() == pytest.approx([a0 + 0.3, a1 + 0.7])
+    # a discount of 0 ignores the bootstrap: the default, 0, changes nothing for an ended episode
+    assert torch.equal(terminated, ppo.gae(rewards, values, torch.tensor([0.9, 0.0]), lam=0.5)[0])
+
+
 def test_kl_estimators():
     logp = torch.tensor([-1.0, -2.0])
     ref = torch.tensor([-1.5, -1.0])

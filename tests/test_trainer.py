@@ -151,3 +151,52 @@ def test_constant_schedule_keeps_the_rate(tiny):
     trainer = PPOTrainer(policy, PPOConfig(learning_rate=1e-3, mini_batch_size=8, ppo_epochs=1),
                          pad_token_id=tokenizer.pad_token_id)
     assert [trainer.step(_episodes([40], [50]))["ppo/learning_rate"] for _ in range(2)] == [1e-3, 1e-3]
+
+
+def _cut_and_ended(bootstrap_query):
+    """One two-turn episode twice: ended by the game, and truncated with `bootstrap_query` as the next prompt."""
+    head = list(range(60, 72))  # a shared system prompt, long enough for the shared-prefix pass
+    turns = [Turn(head + [1, 2], [3, 4], "", None, 0, reward=0.5), Turn(head + [1, 2, 3, 4, 5], [6, 7], "", None, 0,
+                                                                        reward=1.0)]
+    return [Episode(list(turns)), Episode(list(turns), bootstrap_query=head + bootstrap_query)]
+
+
+def test_a_truncated_episode_bootstraps_from_the_value_of_the_state_it_was_cut_at(tiny):
+    from llamagym.trainer import episode_samples
+
+    policy, tokenizer = _lora_policy(tiny)
+    torch.nn.init.normal_(policy.v_head.weight)  # a zero head would value every state at 0
+    gamma, lam = 0.8, 0.9
+    trainer = PPOTrainer(policy, PPOConfig(whiten_advantages=False, kl_coef=0.0, gamma=gamma, lam=lam),
+                         pad_token_id=tokenizer.pad_token_id)
+    ended, cut = _cut_and_ended([1, 2, 3, 4, 5, 6, 7, 8])
+    samples = episode_samples([ended, cut])
+    trainer.prefix_length = trainer._shared_prefix(samples)
+    assert trainer.prefix_length == 13  # scored after a shared prefix, the bootstrap prompt too
+    trainer._score(samples)
+    trainer._advantages(samples, 2)
+    with torch.no_grad():
+        value = policy(torch.tensor([cut.bootstrap_query]))[2][0, -1].item()  # V(s_T): the prompt's last position
+    assert value != 0.0 and samples[3].bootstrap_value == pytest.approx(value, abs=1e-5)
+    assert samples[1].bootstrap_value == 0.0 and samples[0].bootstrap_query is None
+    advantages = [torch.cat([s.advantages for s in samples if s.episode == e]) for e in (0, 1)]
+    returns = [torch.cat([s.returns for s in samples if s.episode == e]) for e in (0, 1)]
+    # tokens 3, 4 | 6, 7 with discounts 1, gamma, 1, gamma: gamma * V(s_T) reaches each token through the
+    # discounts and lambdas after it
+    expected = gamma * value * torch.tensor([lam ** 3 * gamma, lam ** 2 * gamma, lam, 1.0])
+    assert torch.allclose(advantages[1] - advantages[0], expected, atol=1e-5)
+    assert torch.allclose(returns[1] - returns[0], expected, atol=1e-5)
+
+
+def test_estimators_without_a_value_head_ignore_the_bootstrap(tiny):
+    from llamagym.trainer import episode_samples
+
+    policy, tokenizer = _lora_policy(tiny)
+    torch.nn.init.normal_(policy.v_head.weight)
+    trainer = PPOTrainer(policy, PPOConfig(advantage="reinforce", whiten_advantages=False, kl_coef=0.0, gamma=0.8),
+                         pad_token_id=tokenizer.pad_token_id)
+    samples = episode_samples(_cut_and_ended([1, 2, 3]))
+    trainer._score(samples)
+    trainer._advantages(samples, 2)
+    assert samples[3].bootstrap_value == 0.0  # not even scored
+    assert torch.equal(samples[1].advantages, samples[3].advantages)

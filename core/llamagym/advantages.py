@@ -31,10 +31,12 @@ class EpisodeSteps:
     values: torch.Tensor
     discounts: torch.Tensor  # multiplies the next step's value: 1 within a turn, gamma between turns, 0 at the end
     group: Any = None
+    bootstrap: float = 0.0  # truncated episodes: V(s_T), the value after the end (their last discount is gamma)
 
 
 def discounted_return(steps: EpisodeSteps) -> float:
-    """The episode's return from its first token: rewards summed with the discounts between them."""
+    """The episode's return from its first token: rewards summed with the discounts between them (no bootstrap
+    value: the estimators that read it have no value head)."""
     total = 0.0
     for reward, discount in zip(reversed(steps.rewards.tolist()), reversed(steps.discounts.tolist())):
         total = reward + discount * total
@@ -66,16 +68,19 @@ class Estimator:
 
 
 class GAE(Estimator):
-    """Generalised advantage estimation over all the tokens of an episode, against the value head."""
+    """Generalised advantage estimation over all the tokens of an episode, against the value head; a truncated
+    episode bootstraps from the value of the state it was cut at."""
 
     name = "gae"
 
     def estimate(self, episodes: Sequence[EpisodeSteps]) -> list[Estimate]:
-        return [ppo.gae(e.rewards, e.values, e.discounts, self.config.lam) for e in episodes]
+        return [ppo.gae(e.rewards, e.values, e.discounts, self.config.lam, e.bootstrap) for e in episodes]
 
 
 class GroupBaseline(Estimator):
-    """GRPO-style: each episode's return minus the mean return of its group (episodes from one reset seed)."""
+    """GRPO-style: each episode's return minus the mean return of its group (episodes from one reset seed).
+    A truncated episode's bootstrap value is ignored: there is no value head to trust, so its return is what it
+    collected."""
 
     name, uses_values, data_parallel = "grpo", False, False
 
@@ -94,7 +99,8 @@ class GroupBaseline(Estimator):
 
 class RunningBaseline(Estimator):
     """REINFORCE: each episode's return minus a running mean of past batches' mean returns (the first batch uses
-    its own mean); the baseline moves by `baseline_rate` × (batch mean − baseline) after each batch."""
+    its own mean); the baseline moves by `baseline_rate` × (batch mean − baseline) after each batch. A truncated
+    episode's bootstrap value is ignored, as with GRPO: its return is what it collected."""
 
     name, uses_values, data_parallel = "reinforce", False, False
 

@@ -190,8 +190,14 @@ class Agent:
             turn.shaping[plugin] = turn.shaping.get(plugin, 0.0) + term
             turn.reward += term
 
-    def terminate_episode(self, slot: Hashable = 0) -> dict[str, float]:
-        """End the slot's episode; train once `batch_size` episodes are stored. Returns the train stats or {}."""
+    def terminate_episode(self, slot: Hashable = 0, truncated_observation: Any = None) -> dict[str, float]:
+        """End the slot's episode; train once `batch_size` episodes are stored. Returns the train stats or {}.
+
+        An episode cut short (Gymnasium's `truncated` and not `terminated`, e.g. a time limit) passes the
+        observation it was cut at: PPO then bootstraps from the value of that state instead of valuing it at 0.
+        """
+        if truncated_observation is not None:
+            self._record_bootstrap(slot, truncated_observation)
         episode = self.end_episode(slot)
         if episode is not None and episode.turns:
             self.buffer.append(episode)
@@ -236,9 +242,21 @@ class Agent:
 
     def _prompt_ids(self, slot: Hashable, observation: Any) -> list[int]:
         conversation = self._conversation(slot)
-        text = call_hook(self, "llamagym_format_observation", observation=observation)
-        conversation.messages.append({"role": "user", "content": str(text)})
+        conversation.messages.append(self._user_message(observation))
         return self.prompt_ids(conversation.messages)
+
+    def _user_message(self, observation: Any) -> dict[str, str]:
+        text = call_hook(self, "llamagym_format_observation", observation=observation)
+        return {"role": "user", "content": str(text)}
+
+    def _record_bootstrap(self, slot: Hashable, observation: Any) -> None:
+        """Keep on the slot's episode the prompt `act` would show for `observation`, the state a truncated episode
+        was cut at (nothing is sampled, and the conversation is left as it is)."""
+        conversation = self._conversations.get(slot)
+        if conversation is None or not conversation.episode.turns:
+            return
+        messages = conversation.messages + [self._user_message(observation)]
+        conversation.episode.bootstrap_query = self.prompt_ids(messages)
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """The prompt token ids for a conversation that ends with a user message, exactly as the model sees them:

@@ -57,7 +57,7 @@ class Collecting:
                              f"demonstrations")
         return text
 
-    def terminate_episode(self, slot: Hashable = 0) -> dict[str, float]:
+    def terminate_episode(self, slot: Hashable = 0, truncated_observation: Any = None) -> dict[str, float]:
         self.end_episode(slot)
         return {}
 

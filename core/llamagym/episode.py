@@ -28,6 +28,9 @@ class Episode:
 
     turns: list[Turn] = field(default_factory=list)
     group: Any = None  # episodes of one group start alike (same reset seed): GRPO compares their returns
+    # truncated (a time limit, not the end of the game): the prompt `act` would have shown next, whose value
+    # PPO bootstraps from; None when the episode ended
+    bootstrap_query: list[int] | None = None
 
     @property
     def env_return(self) -> float:

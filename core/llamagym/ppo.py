@@ -50,16 +50,17 @@ def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     raise ValueError(f"unknown KL estimator {estimator!r}; use k1, abs, mse or k3")
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, lam: float
-        ) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, lam: float,
+        bootstrap: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over one episode's sequence of steps (tokens across turns).
 
-    `discounts[t]` multiplies the value of step t+1: 1 between tokens of one turn, gamma between turns, 0 after
-    the last step. Returns (advantages, returns) with returns = advantages + values.
+    `discounts[t]` multiplies the value of step t+1: 1 between tokens of one turn, gamma between turns; after the
+    last step 0 (the episode ended) or gamma, times `bootstrap`, the value of the state a truncated episode was cut
+    at. Returns (advantages, returns) with returns = advantages + values.
     """
     advantages = torch.zeros_like(rewards)
     next_advantage = rewards.new_zeros(())
-    next_value = rewards.new_zeros(())
+    next_value = rewards.new_tensor(bootstrap)
     for t in range(rewards.shape[0] - 1, -1, -1):
         delta = rewards[t] + discounts[t] * next_value - values[t]
         next_advantage = delta + discounts[t] * lam * next_advantage

@@ -39,6 +39,9 @@ class RolloutEngine:
     With `group_size` g > 1, training episodes come in groups of g consecutive indices played from one reset seed
     (GRPO's groups), each episode's `group` names its seed, and an update holds whole groups: the episodes of the
     next batch start once this batch has trained.
+
+    An episode that ends by truncation (a time limit) and not termination hands the agent the observation it was
+    cut at, so that PPO bootstraps from that state's value instead of treating the cut as the game's end.
     """
 
     def __init__(self, agent: Any, make_env: Callable[[], Any], num_envs: int = 16, seed: int = 0,
@@ -75,10 +78,11 @@ class RolloutEngine:
             actions = self.agent.act_batch({slot: obs for slot, (_, obs) in slots.items()})
             for slot, action in actions.items():
                 index = slots[slot][0]
-                done, error = self._step(slot, action, slots, returns)
+                done, truncated, error = self._step(slot, action, slots, returns)
                 if not done:
                     continue
-                result = self._finish(slot, index, returns.pop(slot), error, learn, on_update)
+                result = self._finish(slot, index, returns.pop(slot), error, learn, on_update,
+                                      slots[slot][1] if truncated else None)
                 del slots[slot]
                 report(result)
                 if error is not None:
@@ -122,20 +126,23 @@ class RolloutEngine:
             return index + 1
         return index
 
-    def _step(self, slot: int, action: Any, slots: dict, returns: dict) -> tuple[bool, str | None]:
+    def _step(self, slot: int, action: Any, slots: dict, returns: dict) -> tuple[bool, bool, str | None]:
+        """Step env `slot`: (the episode is over, it was truncated rather than terminated, the error if any)."""
         index = slots[slot][0]
         try:
             observation, reward, terminated, truncated, _ = self.envs[slot].step(action)
         except Exception as exc:
-            return True, f"step of episode {index} raised {type(exc).__name__}: {exc}"
+            return True, False, f"step of episode {index} raised {type(exc).__name__}: {exc}"
         self.env_steps += 1
         self.agent.assign_reward(float(reward), slot=slot)
         returns[slot] += float(reward)
         slots[slot] = (index, observation)
-        return bool(terminated or truncated), None
+        return bool(terminated or truncated), bool(truncated and not terminated), None
 
     def _finish(self, slot: int, index: int, env_return: float, error: str | None, learn: bool,
-                on_update: Callable | None) -> EpisodeResult:
+                on_update: Callable | None, truncated_observation: Any = None) -> EpisodeResult:
+        """Hand the ended episode to the agent: stored for training (with the observation a truncated one was cut
+        at, for PPO to bootstrap from), or dropped when evaluating or after an error."""
         episode = self.agent.current_episode(slot)
         if episode is not None:
             episode.group = self.episode_seed(index, learn)
@@ -144,7 +151,8 @@ class RolloutEngine:
         if error is not None or not learn:
             self.agent.end_episode(slot)
         else:
-            stats = self.agent.terminate_episode(slot)
+            cut = {} if truncated_observation is None else {"truncated_observation": truncated_observation}
+            stats = self.agent.terminate_episode(slot, **cut)  # agents that never see a truncation need no kwarg
             if stats and on_update is not None:
                 on_update(stats)
         turns = len(episode.turns) if episode is not None else 0

@@ -1,5 +1,6 @@
 """The PPO update: score the sampled tokens, turn rewards into per-token advantages (GAE across the turns of
-each episode, KL penalty against the frozen reference), then several epochs of clipped updates."""
+each episode, KL penalty against the frozen reference, a truncated episode bootstrapped from the value of the state
+it was cut at), then several epochs of clipped updates."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class Sample:
     reward: float
     episode: int
     allowed: list[list[int]] | None = None  # constrained decoding: the tokens allowed at each response position
+    bootstrap_query: list[int] | None = None  # last turn of a truncated episode: the prompt of the state it was cut at
+    bootstrap_value: float = 0.0  # that state's value under the current policy (`_score`; 0 if not scored)
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
     values: torch.Tensor | None = None
@@ -78,6 +81,19 @@ def make_batch(samples: Sequence[Sample], pad_token_id: int, device: torch.devic
         mask[row, start:] = 1.0
         allowed.extend((row, start + j, tokens) for j, tokens in enumerate(sample.allowed or ()))
     return Batch(ids, attention, ids[:, -k:], mask, prefix, allowed)
+
+
+def episode_samples(episodes: Sequence[Episode]) -> list[Sample]:
+    """Every turn with a response as a sample, episode by episode; the last one of a truncated episode carries its
+    bootstrap prompt."""
+    samples = []
+    for number, episode in enumerate(episodes):
+        turns = [Sample(t.query_ids, t.response_ids, float(t.reward), number, t.allowed)
+                 for t in episode.turns if t.response_ids]
+        if turns:
+            turns[-1].bootstrap_query = episode.bootstrap_query
+        samples.extend(turns)
+    return samples
 
 
 def stack_right(tensors: Sequence[torch.Tensor], k: int, device: torch.device) -> torch.Tensor:
@@ -155,8 +171,7 @@ class PPOTrainer:
     def step(self, episodes: Sequence[Episode]) -> dict[str, float]:
         """One PPO update on the turns of `episodes`; returns flat `ppo/...` statistics."""
         started = time.perf_counter()
-        samples = [Sample(t.query_ids, t.response_ids, float(t.reward), e, t.allowed)
-                   for e, episode in enumerate(episodes) for t in episode.turns if t.response_ids]
+        samples = episode_samples(episodes)
         n_samples, n_tokens = ((len(samples), sum(len(s.response) for s in samples)) if self.sync is None
                                else self.sync.totals(samples))
         if not n_samples:
@@ -200,7 +215,14 @@ class PPOTrainer:
         forward pass instead of once per sample; one length per update keeps every pass's numerics identical."""
         if not self.model.splits_decoder or self.config.gradient_checkpointing:
             return 0  # checkpointed layers run without a KV cache
-        return shared_prefix_length([s.query for s in samples], keep=1)
+        queries = [s.query for s in samples] + [s.bootstrap_query for s in self._bootstrapped(samples)]
+        return shared_prefix_length(queries, keep=1)
+
+    def _bootstrapped(self, samples: Sequence[Sample]) -> list[Sample]:
+        """The last turns of truncated episodes, whose bootstrap value GAE reads (the other estimators ignore it)."""
+        if not self.estimator.uses_values:
+            return []
+        return [s for s in samples if s.bootstrap_query is not None]
 
     def _batch(self, samples: Sequence[Sample]) -> Batch:
         return make_batch(samples, self.pad_token_id, self.device, self.prefix_length)
@@ -216,7 +238,8 @@ class PPOTrainer:
 
     @torch.no_grad()
     def _score(self, samples: list[Sample]) -> None:
-        """Old log-probs and values from the current policy, reference log-probs with adapters off."""
+        """Old log-probs and values from the current policy, reference log-probs with adapters off; the value of
+        the state each truncated episode was cut at."""
         self.model.eval()
         ordered = sorted(samples, key=lambda s: s.length)
         size = self.config.forward_batch_size
@@ -230,6 +253,19 @@ class PPOTrainer:
                 sample.old_logprobs = logprobs[row, -n:].float().cpu()
                 sample.values = values[row, -n:].float().cpu()
                 sample.ref_logprobs = ref_logprobs[row, -n:].float().cpu()
+        self._score_bootstraps(self._bootstrapped(samples))
+
+    def _score_bootstraps(self, samples: list[Sample]) -> None:
+        """Each sample's `bootstrap_value`: its bootstrap prompt is scored with a one-token (padding) response, whose
+        value comes from the hidden state before it, at the prompt's last position: where the next answer starts."""
+        ordered = sorted(samples, key=lambda s: len(s.bootstrap_query))
+        size = self.config.forward_batch_size
+        for start in range(0, len(ordered), size):
+            chunk = ordered[start:start + size]
+            probes = [Sample(s.bootstrap_query, [self.pad_token_id], 0.0, s.episode) for s in chunk]
+            values = self._forward(self.model, self._batch(probes))[1]
+            for row, sample in enumerate(chunk):
+                sample.bootstrap_value = float(values[row, -1])
 
     def _reference_logprobs(self, batch: Batch) -> torch.Tensor:
         if self.ref_model is not None:
@@ -252,7 +288,8 @@ class PPOTrainer:
     def _advantages(self, samples: list[Sample], n_episodes: int, groups: Sequence[Any] | None = None
                     ) -> dict[str, float]:
         """Per-token rewards (KL penalty, env reward on each turn's last token), then the advantage estimator (GAE
-        per episode by default) over each episode's tokens; `groups` are the episodes' groups (GRPO)."""
+        per episode by default) over each episode's tokens; `groups` are the episodes' groups (GRPO). An episode
+        ends with discount 0, or gamma times its bootstrap value if it was truncated."""
         cfg, kl_coef = self.config, self.kl_controller.value
         by_episode: list[list[Sample]] = [[] for _ in range(n_episodes)]
         for sample in samples:
@@ -270,10 +307,11 @@ class PPOTrainer:
                 non_score.append(float(reward.sum()))
                 reward[-1] += sample.reward
                 discount = torch.ones_like(reward)
-                discount[-1] = cfg.gamma if index < len(turns) - 1 else 0.0
+                ended = index == len(turns) - 1 and sample.bootstrap_query is None
+                discount[-1] = 0.0 if ended else cfg.gamma
                 rewards.append(reward), values.append(sample.values), discounts.append(discount)
             episodes.append((turns, EpisodeSteps(torch.cat(rewards), torch.cat(values), torch.cat(discounts),
-                                                 groups[number] if groups else None)))
+                                                 groups[number] if groups else None, turns[-1].bootstrap_value)))
         estimates = self.estimator.estimate([steps for _, steps in episodes])
         for (turns, _), (advantages, returns) in zip(episodes, estimates):
             offset = 0
