@@ -22,7 +22,7 @@ def rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-HAND = re.compile(r"Your hand totals (\d+)( with a usable ace)?\. .*The dealer shows (?:an? )?(\w+)\.")
+HAND = re.compile(r"Your hand totals (\d+)( with a usable ace)?\. .*The dealer shows (?:an? )?(\w+)\b")
 
 
 def observation_of(text):

@@ -7,6 +7,8 @@ from typing import Any
 from llamagym import Agent
 from llamagym.parsing import find_choice, match_choice
 
+from .strategy import dealer_final
+
 STICK, HIT = 0, 1
 # Small models echo the option named last. Naming "stick or hit" in the system prompt and "Hit or stick?" in the
 # question balances them: the untrained model says hit and stick about equally often in every state, so PPO sees
@@ -26,6 +28,23 @@ def bust_risk(player: int, usable_ace: bool) -> str:
     return "A hit cannot bust you." if busting == 0 else f"A hit busts you with {busting} of the 13 ranks."
 
 
+def stick_strength(player: int) -> str:
+    """Below 17 a stick wins only when the dealer busts (the dealer draws to 17 or more): the one fact that sets
+    the hands where hitting is worth its risk apart from the rest. The model uses such sentences, not the number."""
+    return " Sticking on it wins only if the dealer busts." if player <= 16 else ""
+
+
+DEALER_BUST = {card: dealer_final(card)[22] for card in range(1, 11)}  # exact, for Gymnasium's rules
+
+
+def dealer_card(showing: int) -> str:
+    """The dealer's card and how often the dealer busts from it, in a word (often: 2-6, 35-42%; seldom: 7-ace,
+    12-26%) and a number: a 135M model tells the words apart where it cannot compare the numbers."""
+    bust = DEALER_BUST[showing]
+    often = "often" if bust >= 0.3 else "seldom"
+    return f"The dealer shows {card_name(showing)} and {often} goes bust ({round(100 * bust)}% of the time)."
+
+
 class BlackjackAgent(Agent):
     """Plays Blackjack-v1: observation (player sum, dealer card, usable ace) in, "stick" or "hit" out."""
 
@@ -37,8 +56,8 @@ class BlackjackAgent(Agent):
     def format_observation(self, observation: Any) -> str:
         player, dealer, usable_ace = (int(x) for x in observation)
         ace = " with a usable ace" if usable_ace else ""
-        return (f"Your hand totals {player}{ace}. {bust_risk(player, bool(usable_ace))} "
-                f"The dealer shows {card_name(dealer)}. Hit or stick?")
+        return (f"Your hand totals {player}{ace}.{stick_strength(player)} {bust_risk(player, bool(usable_ace))} "
+                f"{dealer_card(dealer)} Hit or stick?")
 
     def extract_action(self, response: str) -> int:
         return match_choice(response, ACTION_WORDS)
