@@ -39,8 +39,11 @@ DEALER_BUST = {card: dealer_final(card)[22] for card in range(1, 11)}  # exact, 
 
 def dealer_card(showing: int) -> str:
     """The dealer's card and how often the dealer busts from it, in a word (often: 2-6, 35-42%; seldom: 7-ace,
-    12-26%) and a number: a 135M model tells the words apart where it cannot compare the numbers."""
-    bust = DEALER_BUST[showing]
+    12-26%) and a number: a 135M model tells the words apart where it cannot compare the numbers. The observation
+    space also admits cards no deal produces (0); those are named without a rate."""
+    bust = DEALER_BUST.get(showing)
+    if bust is None:
+        return f"The dealer shows {card_name(showing)}."
     often = "often" if bust >= 0.3 else "seldom"
     return f"The dealer shows {card_name(showing)} and {often} goes bust ({round(100 * bust)}% of the time)."
 
