@@ -35,9 +35,9 @@ import gymnasium as gym
 from blackjack_policy_map import exact_hit_probabilities
 from common import RESULTS, machine, peak_rss_gib, print_table, timer, write_json
 from llamagym.config import RunConfig, build, merge, to_dict
-from llamagym.evaluation import summarize
-from llamagym.rollout import RolloutEngine, episode_seed
-from llamagym.runner import build_agent, config_from_run, resolve_config, train
+from llamagym.tools.evaluation import summarize
+from llamagym.rollout.gym import RolloutEngine, episode_seed
+from llamagym.run.setup import build_agent, config_from_run, resolve_config, train
 from llamagym_blackjack.strategy import REFERENCE_POLICIES, all_observations, basic_strategy, policy_return
 
 ARMS = ("ppo", "grpo", "reinforce", "sft", "sft-ppo")
@@ -123,10 +123,10 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def warm_start(config: RunConfig, args: argparse.Namespace, root: Path) -> dict:
     """Collect basic-strategy demonstrations and fine-tune the adapter on them; returns the SFT summary."""
-    from llamagym.collect import collect, collecting, write_jsonl
-    from llamagym.registry import get_registry
-    from llamagym.runner import make_engine
-    from llamagym.sft import SFTSettings, run_sft
+    from llamagym.tools.collect import collect, collecting, write_jsonl
+    from llamagym.plugins.registry import get_registry
+    from llamagym.run.setup import make_engine
+    from llamagym.tools.sft import SFTSettings, run_sft
 
     agent = collecting(build_agent(config), expert=True)
     engine = make_engine(agent, get_registry().env(config.env), config, group_size=1)
@@ -146,8 +146,8 @@ def plot_sft_loss(sft_dir: Path, output: Path) -> Path:
     """The fine-tuning loss per logged step, as a PNG."""
     from matplotlib.figure import Figure
 
-    from llamagym.metrics import read_jsonl
-    from llamagym.sft import SFT_METRICS_FILE
+    from llamagym.run.metrics import read_jsonl
+    from llamagym.tools.sft import SFT_METRICS_FILE
 
     rows = [r for r in read_jsonl(sft_dir / SFT_METRICS_FILE) if "loss" in r]
     figure = Figure(figsize=(6, 4), layout="constrained")
@@ -235,7 +235,7 @@ def main() -> None:
         returns, info = play_agent(config, adapter, n, greedy)
         label = "SFT, then PPO" if args.arm == "sft-ppo" else f"PPO ({config.ppo.advantage})"
         rows.append({"policy": f"LLM agent, {label} ({config.episodes} episodes)", **_stats(returns), **info})
-        from llamagym.plotting import plot_run
+        from llamagym.tools.plotting import plot_run
 
         report["plot"] = str(plot_run(run_dir, out.with_suffix(".png")))
 

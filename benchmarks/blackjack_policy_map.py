@@ -17,7 +17,7 @@ import gymnasium as gym
 
 from common import machine, print_table, timer, write_json
 from llamagym.config import to_dict
-from llamagym.runner import build_agent, config_from_run, resolve_config
+from llamagym.run.setup import build_agent, config_from_run, resolve_config
 from llamagym_blackjack.strategy import HIT, all_observations, basic_strategy, policy_return, stick_on_17
 
 
@@ -37,7 +37,7 @@ def exact_hit_probabilities(agent) -> dict[tuple, float] | None:
     """P(hit | observation) of the sampling policy, read off the model instead of sampled (constrained answers
     only: the two answers' probabilities are all there is). None when the agent samples free text."""
     import torch
-    from llamagym.trainer import Sample, make_batch
+    from llamagym.algo.trainer import Sample, make_batch
 
     states = all_observations()
     system = agent.get_system_prompt()

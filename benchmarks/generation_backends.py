@@ -16,9 +16,9 @@ import torch
 
 from common import machine, peak_rss_gib, print_table, timer, write_json
 from llamagym.config import LoraConfig
-from llamagym.models import load_model
-from llamagym.plugins import build_plugin_manager
-from llamagym.rollout import RolloutEngine
+from llamagym.policy.models import load_model
+from llamagym.plugins.manager import build_plugin_manager
+from llamagym.rollout.gym import RolloutEngine
 from llamagym_blackjack.agent import BlackjackAgent
 
 GENERATION = {"max_new_tokens": 6, "max_history_turns": 1}

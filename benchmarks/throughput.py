@@ -17,11 +17,11 @@ import torch
 from common import machine, peak_rss_gib, print_table, timer, write_json
 from llamagym import Agent
 from llamagym.config import LoraConfig
-from llamagym.models import load_model
-from llamagym.plugins import build_plugin_manager
-from llamagym.precision import autocast_factory, resolve_precision
-from llamagym.rollout import RolloutEngine, episode_seed
-from llamagym.runner import resolve_config
+from llamagym.policy.models import load_model
+from llamagym.plugins.manager import build_plugin_manager
+from llamagym.policy.precision import autocast_factory, resolve_precision
+from llamagym.rollout.gym import RolloutEngine, episode_seed
+from llamagym.run.setup import resolve_config
 from llamagym_blackjack.agent import BlackjackAgent
 
 

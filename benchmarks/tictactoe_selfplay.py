@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llamagym.evaluation import wilson_interval
+from llamagym.tools.evaluation import wilson_interval
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -76,7 +76,7 @@ def overrides(pairs: list[str]) -> dict[str, Any]:
 def settings(args: argparse.Namespace, **extra: Any) -> Any:
     """The run config: the tictactoe preset, then the benchmark's flags and `--set` overrides."""
     from llamagym.config import merge
-    from llamagym.runner import resolve_config
+    from llamagym.run.setup import resolve_config
 
     flags = {"agent": "tictactoe", "env": "tictactoe_v3", "model": args.model, "num_envs": args.num_envs,
              "seed": args.seed, **extra}
@@ -84,7 +84,7 @@ def settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def counting_agent_class() -> type:
-    from llamagym.multiagent.game_agent import IllegalMoveError
+    from llamagym.rollout.games.game_agent import IllegalMoveError
     from llamagym.errors import ActionParseError
     from llamagym_pettingzoo.tictactoe import TicTacToeAgent
 
@@ -112,10 +112,10 @@ def evaluate_against(args: argparse.Namespace, adapter: str | None) -> dict[str,
     """`eval_episodes` games against the opponent per decoding mode (the agent alternating seats): rates,
     intervals and move counts, keyed by mode ("greedy", "sampled")."""
     from llamagym.config import to_dict
-    from llamagym.evaluation import evaluate
-    from llamagym.models import load_model
-    from llamagym.registry import get_registry
-    from llamagym.runner import make_engine, seed_everything
+    from llamagym.tools.evaluation import evaluate
+    from llamagym.policy.models import load_model
+    from llamagym.plugins.registry import get_registry
+    from llamagym.run.setup import make_engine, seed_everything
 
     config = settings(args, multiagent={"play": "opponent", "opponent": args.opponent, "learner_seat": "alternate"})
     seed_everything(config.seed)
@@ -145,10 +145,10 @@ def evaluate_against(args: argparse.Namespace, adapter: str | None) -> dict[str,
 
 def warm_start(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Demonstrations of the perfect player against a random opponent (alternating seats), fine-tuned on."""
-    from llamagym.collect import collect, collecting, write_jsonl
-    from llamagym.registry import get_registry
-    from llamagym.runner import build_agent, make_engine
-    from llamagym.sft import SFTSettings, run_sft
+    from llamagym.tools.collect import collect, collecting, write_jsonl
+    from llamagym.plugins.registry import get_registry
+    from llamagym.run.setup import build_agent, make_engine
+    from llamagym.tools.sft import SFTSettings, run_sft
 
     config = settings(args, multiagent={"play": "opponent", "opponent": "random", "learner_seat": "alternate"})
     agent = collecting(build_agent(config), expert=True)
@@ -169,7 +169,7 @@ def warm_start(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def train(args: argparse.Namespace, run_dir: Path, init_adapter: str = "") -> dict[str, Any]:
     from llamagym.config import to_dict
-    from llamagym.runner import train as run_training
+    from llamagym.run.setup import train as run_training
 
     config = settings(args, episodes=args.episodes, init_adapter=init_adapter,
                       multiagent={"play": args.play, "opponent": args.train_opponent})
@@ -231,7 +231,7 @@ def main() -> None:
     if args.episodes:
         report["training"] = train(args, work / "run", init_adapter)
         columns["after PPO" if args.expert_games else "after"] = evaluate_against(args, str(work / "run" / "adapter"))
-        from llamagym.plotting import plot_run
+        from llamagym.tools.plotting import plot_run
 
         report["plot"] = str(plot_run(work / "run", output.with_suffix(".png")))
     report.update({"before": columns["before"], "after": list(columns.values())[-1], "columns": columns,

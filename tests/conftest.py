@@ -35,7 +35,7 @@ def tiny_model_dir(llamagym_tiny_model_dir):
 def with_plugins(monkeypatch):
     """`with_plugins(module, ...)`: the process-wide plugin manager (what the CLI uses) gets the installed plugins
     plus these modules, for this test only."""
-    from llamagym import plugins
+    from llamagym.plugins import manager as plugins
 
     def install(*modules):
         manager = plugins.build_plugin_manager()

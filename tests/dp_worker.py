@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-import llamagym.parallel_run as parallel_run
+import llamagym.distributed.parallel_run as parallel_run
 from llamagym.config import to_dict
-from llamagym.runner import resolve_config, train
+from llamagym.run.setup import resolve_config, train
 
 SETTINGS = {"agent": "blackjack", "env": "Blackjack-v1", "episodes": 16, "num_envs": 2, "device": "cpu",
             "precision": "fp32", "checkpoint_every": 2, "seed": 3,

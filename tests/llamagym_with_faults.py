@@ -41,9 +41,10 @@ def wait_for_release() -> None:
 
 def main() -> None:
     import fault_plugin
-    from llamagym import checkpoint, trainer
+    from llamagym.run import checkpoint
+    from llamagym.algo import trainer
     from llamagym.cli import main as cli_main
-    from llamagym.plugins import get_plugin_manager
+    from llamagym.plugins.manager import get_plugin_manager
 
     get_plugin_manager().register(fault_plugin, name="fault_plugin")
     pause_at("update", trainer.PPOTrainer, "step")

@@ -9,16 +9,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from llamagym.advantages import (EpisodeSteps, GroupBaseline, RunningBaseline, check_data_parallel,
-                                 discounted_return, make_estimator)
+from llamagym.algo.advantages import EpisodeSteps, GroupBaseline, RunningBaseline, check_data_parallel, discounted_return, make_estimator
 from llamagym.cli import cli
 from llamagym.config import LoraConfig, PPOConfig
-from llamagym.episode import Episode, Turn
+from llamagym.agent.episode import Episode, Turn
 from llamagym.errors import ConfigError
-from llamagym.models import add_lora
-from llamagym.rollout import RolloutEngine
-from llamagym.trainer import PPOTrainer, Sample
-from llamagym.value_head import AutoModelForCausalLMWithValueHead
+from llamagym.policy.models import add_lora
+from llamagym.rollout.gym import RolloutEngine
+from llamagym.algo.trainer import PPOTrainer, Sample
+from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 
 
 def steps(rewards, discounts, group=None):
@@ -224,7 +223,7 @@ def test_grpo_on_a_game_is_refused(tiny_model_dir, tmp_path):
 
 def test_a_data_parallel_run_refuses_grpo_before_it_starts(tmp_path):
     from llamagym.config import RunConfig, build
-    from llamagym.parallel_run import train_parallel
+    from llamagym.distributed.parallel_run import train_parallel
 
     config = build(RunConfig, {"agent": "blackjack", "env": "Blackjack-v1", "ppo": {"advantage": "grpo"}})
     with pytest.raises(ConfigError, match="ppo.advantage = grpo is not supported in data-parallel runs"):
@@ -233,7 +232,7 @@ def test_a_data_parallel_run_refuses_grpo_before_it_starts(tmp_path):
 
 
 def _logprob(policy, tokens):
-    from llamagym.trainer import make_batch
+    from llamagym.algo.trainer import make_batch
 
     with torch.no_grad():
         batch = make_batch([Sample([1, 30, 31, 32], tokens, 0.0, 0)], 0, torch.device("cpu"))

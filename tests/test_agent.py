@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from llamagym import ActionParseError, Agent, ConfigError
-from llamagym.agent import apply_chat_template
+from llamagym.agent.agent import apply_chat_template
 
 
 class SeedBlackjackAgent(Agent):  # exactly as LlamaGym users write it
@@ -196,7 +196,7 @@ class Walk(gym.Env):
 def test_the_rollout_engine_hands_a_truncated_episode_its_last_observation(tiny, bare_pm):
     from gymnasium.wrappers import TimeLimit
 
-    from llamagym.rollout import RolloutEngine
+    from llamagym.rollout.gym import RolloutEngine
 
     model, tokenizer = tiny
     agent = ChoiceAgent(model, tokenizer, "cpu", {"max_new_tokens": 2}, {"batch_size": 8}, plugin_manager=bare_pm)

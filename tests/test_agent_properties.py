@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from llamagym import ActionParseError
-from llamagym.multiagent.game_agent import IllegalMoveError
-from llamagym.plugins import get_plugin_manager, plugin_records
-from llamagym.registry import get_registry
-from llamagym.strategies import responses, space_values, words_of
+from llamagym.rollout.games.game_agent import IllegalMoveError
+from llamagym.plugins.manager import get_plugin_manager, plugin_records
+from llamagym.plugins.registry import get_registry
+from llamagym.testing.strategies import responses, space_values, words_of
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_OF_AGENT = {"blackjack": "Blackjack-v1", "tictactoe": "tictactoe_v3", "connect_four": "connect_four_v3",
@@ -42,7 +42,7 @@ def spaces_of(env_id):
     try:
         if spec.kind == "gymnasium":
             return env.observation_space, env.action_space, lambda raw: raw
-        from llamagym.multiagent.observation import seat_observation
+        from llamagym.rollout.games.observation import seat_observation
 
         player = env.possible_agents[0]  # PettingZoo: every seat of a first-party game has the same spaces
         action_space = env.action_space(player)

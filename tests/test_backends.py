@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from llamagym import Agent, ConfigError, UsageError
-from llamagym.backends import TransformersBackend, VLLMBackend, finish_response
+from llamagym.policy.backends import TransformersBackend, VLLMBackend, finish_response
 from llamagym.cli import cli
 from llamagym.config import LoraConfig
 
@@ -94,7 +94,7 @@ def _same(first, second):
 
 
 def _vllm_agent(tiny_model_dir, bare_pm, lora=True):
-    from llamagym.models import load_model
+    from llamagym.policy.models import load_model
 
     policy, tokenizer = load_model(str(tiny_model_dir), LoraConfig(r=4, alpha=8, enabled=lora))
     generation = {"backend": "vllm", "max_new_tokens": 6, "temperature": 0.7, "top_p": 0.9}
@@ -166,7 +166,7 @@ def test_vllm_completions_are_cut_where_sampling_would_stop():
 
 
 def test_the_default_backend_samples_as_before(tiny, bare_pm):
-    from llamagym.generation import sample_responses
+    from llamagym.policy.generation import sample_responses
 
     model, tokenizer = tiny
     agent = WordAgent(model, tokenizer, "cpu", {"max_new_tokens": 5}, plugin_manager=bare_pm, precision="fp32",

@@ -7,13 +7,13 @@ import gymnasium as gym
 import pytest
 import torch
 
-from llamagym.choices import ChoiceTrie, build_trie
+from llamagym.agent.choices import ChoiceTrie, build_trie
 from llamagym.config import GenerationConfig
 from llamagym.errors import UsageError
-from llamagym.generation import sample_responses
-from llamagym.choices import restrict_logits
-from llamagym.trainer import Sample, make_batch
-from llamagym.value_head import AutoModelForCausalLMWithValueHead
+from llamagym.policy.generation import sample_responses
+from llamagym.agent.choices import restrict_logits
+from llamagym.algo.trainer import Sample, make_batch
+from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 from llamagym_blackjack.agent import BlackjackAgent
 
 END = 0

@@ -113,16 +113,16 @@ def test_list_and_plugins_show_the_blackjack_package():
 
 
 def test_eval_of_the_untrained_model_uses_the_agents_preset(tiny_model_dir, monkeypatch):
-    import llamagym.runner
+    import llamagym.run.setup
 
     seen = {}
-    real = llamagym.runner.build_agent
+    real = llamagym.run.setup.build_agent
 
     def spy(config, adapter=None):
         seen["config"] = config
         return real(config, adapter)
 
-    monkeypatch.setattr(llamagym.runner, "build_agent", spy)
+    monkeypatch.setattr(llamagym.run.setup, "build_agent", spy)
     result = invoke("eval", "--agent", "blackjack", "--env", "Blackjack-v1", "--model", tiny_model_dir,
                     "--episodes", 2, "--num-envs", 2, "--json", "-q")
     assert result.exit_code == 0, result.output

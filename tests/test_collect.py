@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from llamagym import Agent
 from llamagym.cli import cli
-from llamagym.collect import best_per_group, collect, collecting
+from llamagym.tools.collect import best_per_group, collect, collecting
 from llamagym.errors import UsageError
 
 
@@ -67,8 +67,8 @@ def test_min_return_keeps_only_episodes_that_reach_it(tiny_model_dir, tmp_path):
 
 def test_best_of_groups_share_a_seed_and_the_best_is_kept(tiny_model_dir):
     from llamagym.config import RunConfig, build
-    from llamagym.registry import get_registry
-    from llamagym.runner import build_agent, make_engine
+    from llamagym.plugins.registry import get_registry
+    from llamagym.run.setup import build_agent, make_engine
 
     config = build(RunConfig, {"agent": "blackjack", "env": "Blackjack-v1", "model": str(tiny_model_dir),
                                "num_envs": 4, "lora": {"r": 2}, "generation": {"max_new_tokens": 3}})

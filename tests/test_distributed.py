@@ -81,8 +81,8 @@ def _replay(ranks, combine, updates=4):
     """Train one process from the same start on `combine(update of process 0, update of process 1)`; return the
     largest weight difference to the data-parallel run after each of the first `updates` updates."""
     from llamagym.config import RunConfig, build
-    from llamagym.models import load_model
-    from llamagym.trainer import PPOTrainer
+    from llamagym.policy.models import load_model
+    from llamagym.algo.trainer import PPOTrainer
 
     config = build(RunConfig, ranks[0]["config"])
     policy, tokenizer = load_model(config.model, config.lora)
@@ -139,8 +139,8 @@ def test_num_processes_checks_the_output_before_starting(tiny_model_dir, tmp_pat
 
 
 def test_devices_and_launch_settings(monkeypatch):
-    from llamagym.distributed import process_device
-    from llamagym.launch import check_launch_settings, is_main_process, launched_world_size
+    from llamagym.distributed.group import process_device
+    from llamagym.distributed.launch import check_launch_settings, is_main_process, launched_world_size
 
     assert process_device("cpu", 3) == "cpu"
     assert process_device("auto", 1) == ("cuda:1" if torch.cuda.is_available() else "cpu")
@@ -172,7 +172,7 @@ class _ChildFailed:
 
 
 def test_a_failed_process_becomes_one_error_line():
-    from llamagym.launch import _child_error
+    from llamagym.distributed.launch import _child_error
 
     usage = _child_error(_ChildFailed("ConfigError: lora.r must be at least 1, got 0"))
     assert isinstance(usage, UsageError) and str(usage) == "lora.r must be at least 1, got 0"

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import pytest
 
-from llamagym import hookspecs
+from llamagym.plugins import hookspecs
 from llamagym.cli import cli
 from llamagym.config import SECTIONS, RunConfig
 
@@ -37,7 +37,7 @@ def hook_sections():
 def test_every_hook_is_documented_with_its_exact_signature():
     specs, sections = hookspec_functions(), hook_sections()
     assert len(specs) >= 7
-    assert sorted(sections) == sorted(specs), "the hook reference and llamagym.hookspecs list different hooks"
+    assert sorted(sections) == sorted(specs), "the hook reference and llamagym.plugins.hookspecs list different hooks"
     for name, fn in specs.items():
         signature = f"def {name}{inspect.signature(fn)}"
         assert f"```python\n{signature}\n```" in sections[name], f"{name}: document `{signature}`"

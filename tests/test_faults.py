@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import fault_plugin
 from llamagym import ActionParseError, PluginError, hookimpl
-from llamagym.checkpoint import latest_checkpoint, list_checkpoints
+from llamagym.run.checkpoint import latest_checkpoint, list_checkpoints
 from llamagym.cli import cli
 
 
@@ -175,12 +175,12 @@ def test_an_agent_method_that_raises_is_named_by_its_class(tiny, bare_pm):
 
 @pytest.mark.parametrize("fault", ["inf loss", "inf gradient"])
 def test_a_nonfinite_loss_or_gradient_skips_the_update_untouched(tiny, monkeypatch, fault):
-    from llamagym import ppo
+    from llamagym.algo import ppo
     from llamagym.config import LoraConfig, PPOConfig
-    from llamagym.episode import Episode, Turn
-    from llamagym.models import add_lora
-    from llamagym.trainer import PPOTrainer
-    from llamagym.value_head import AutoModelForCausalLMWithValueHead
+    from llamagym.agent.episode import Episode, Turn
+    from llamagym.policy.models import add_lora
+    from llamagym.algo.trainer import PPOTrainer
+    from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 
     model, tokenizer = tiny
     policy = AutoModelForCausalLMWithValueHead(add_lora(model, LoraConfig(r=2)))

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from llamagym.config import GenerationConfig
-from llamagym.generation import choose_tokens, sample_responses, shared_prefix_length
-from llamagym.value_head import AutoModelForCausalLMWithValueHead
+from llamagym.policy.generation import choose_tokens, sample_responses, shared_prefix_length
+from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 
 
 def _prompts(tokenizer):

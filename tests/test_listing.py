@@ -7,7 +7,8 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from llamagym import hookimpl, plugins
+from llamagym import hookimpl
+from llamagym.plugins import manager as plugins
 from llamagym.cli import cli
 
 

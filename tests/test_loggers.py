@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from llamagym import loggers
+from llamagym.run import loggers
 from llamagym.cli import cli
 from llamagym.errors import UnknownNameError, UsageError
 

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from llamagym import models
+from llamagym.policy import models
 from llamagym.errors import UsageError
 
 

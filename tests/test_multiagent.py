@@ -7,16 +7,16 @@ import torch
 
 from llamagym import Agent, ConfigError
 from llamagym.config import LoraConfig
-from llamagym.models import add_lora
+from llamagym.policy.models import add_lora
 from llamagym.multiagent import GameAgent, SeatObservation
-from llamagym.multiagent.adapters import adapter_state
-from llamagym.multiagent.build import make_opponent, separate_policies
-from llamagym.multiagent.engine import GameEngine
-from llamagym.multiagent.lineups import PerSeat, SelfPlay, VersusOpponent
-from llamagym.multiagent.players import PolicyPlayer
-from llamagym.multiagent.pool import SnapshotPool
-from llamagym.trainer import Sample
-from llamagym.value_head import AutoModelForCausalLMWithValueHead
+from llamagym.rollout.games.adapters import adapter_state
+from llamagym.rollout.games.build import make_opponent, separate_policies
+from llamagym.rollout.games.engine import GameEngine
+from llamagym.rollout.games.lineups import PerSeat, SelfPlay, VersusOpponent
+from llamagym.rollout.games.players import PolicyPlayer
+from llamagym.rollout.games.pool import SnapshotPool
+from llamagym.algo.trainer import Sample
+from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 
 pytest.importorskip("pettingzoo")
 
@@ -202,7 +202,7 @@ def test_training_one_policy_leaves_the_other_adapters_alone(tiny, bare_pm):
 
 
 def _random_player():
-    from llamagym.multiagent.players import ScriptedPlayer, random_move
+    from llamagym.rollout.games.players import ScriptedPlayer, random_move
 
     return ScriptedPlayer(random_move, "random")
 
@@ -252,7 +252,7 @@ def test_base_opponent_needs_lora(tiny, bare_pm):
 
 
 def test_unknown_seat_and_opponent_are_clear_errors(tiny, bare_pm):
-    from llamagym.multiagent.opponents import check_opponent
+    from llamagym.rollout.games.opponents import check_opponent
 
     agent = lora_agent(tiny, bare_pm)
     lineup = VersusOpponent(PolicyPlayer(agent), _random_player(), learner_seat="player_9")
@@ -266,7 +266,7 @@ def test_seat_observation_legal_moves():
     import numpy as np
     from gymnasium.spaces import Discrete
 
-    from llamagym.multiagent.observation import seat_observation
+    from llamagym.rollout.games.observation import seat_observation
 
     masked = seat_observation({"observation": [1, 2], "action_mask": np.array([0, 1, 1, 0])}, "p", 0)
     assert masked.observation == [1, 2] and masked.legal_actions == (1, 2)
@@ -280,7 +280,7 @@ def test_scripted_opponents_from_plugins(bare_pm):
     import types
 
     from llamagym import PluginError, hookimpl
-    from llamagym.multiagent.opponents import find_scripted
+    from llamagym.rollout.games.opponents import find_scripted
 
     def plugin(name, envs):
         @hookimpl

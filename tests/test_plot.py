@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from llamagym.cli import cli
-from llamagym.plotting import PANELS, moving_average, series
+from llamagym.tools.plotting import PANELS, moving_average, series
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
                                 reason="matplotlib is not installed (pip install 'llamagym[plot]')")

@@ -7,9 +7,10 @@ import types
 import pytest
 
 import llamagym
-from llamagym import hookimpl, plugins
+from llamagym import hookimpl
+from llamagym.plugins import manager as plugins
 from llamagym.errors import PluginError, UnknownNameError
-from llamagym.registry import Registry
+from llamagym.plugins.registry import Registry
 
 
 def _plugin(name, **hooks):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from llamagym import ppo
+from llamagym.algo import ppo
 
 
 def test_gae_single_turn_matches_hand_computation():

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from llamagym import hookimpl
-from llamagym.checkpoint import STAGING_PREFIX, latest_checkpoint, list_checkpoints
+from llamagym.run.checkpoint import STAGING_PREFIX, latest_checkpoint, list_checkpoints
 from llamagym.cli import cli
 
 SCRIPT = Path(__file__).with_name("llamagym_with_faults.py")
@@ -133,7 +133,7 @@ class Crash(BaseException):
 
 
 def test_a_crash_between_publishing_a_checkpoint_and_moving_latest(tiny_model_dir, tmp_path, monkeypatch):
-    from llamagym import checkpoint
+    from llamagym.run import checkpoint
 
     point_latest, calls = checkpoint._point_latest, []
 
@@ -251,7 +251,7 @@ def test_resume_of_a_finished_run_extends_it_and_may_change_settings(tiny_model_
 
 
 def test_a_run_directory_in_use_is_refused(tiny_model_dir, tmp_path):
-    from llamagym.rundir import _locked
+    from llamagym.run.rundir import _locked
 
     out = tmp_path / "run"
     assert invoke(*run_args(tiny_model_dir, out, episodes=2)).exit_code == 0

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from llamagym.cli import cli
-from llamagym.scaffold import plugin_names, scaffold_plugin, template_files
+from llamagym.tools.scaffold import plugin_names, scaffold_plugin, template_files
 
 CLI = [sys.executable, "-c", "from llamagym.cli import main; main()"]
 

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 from llamagym import Agent
 from llamagym.cli import cli
 from llamagym.config import LoraConfig
-from llamagym.models import add_lora
-from llamagym.sft import (IGNORE_INDEX, Example, SFTSettings, conversation_examples, fine_tune, sft_trainer,
-                          unique_examples)
+from llamagym.policy.models import add_lora
+from llamagym.tools.sft import IGNORE_INDEX, Example, SFTSettings, conversation_examples, fine_tune, sft_trainer, unique_examples
 
 
 def invoke(*args):
@@ -148,7 +147,7 @@ def test_sft_writes_an_adapter_that_eval_and_run_start_from(warm_start, llamagym
     from safetensors.torch import load_file
 
     from llamagym.config import RunConfig, build
-    from llamagym.runner import build_agent
+    from llamagym.run.setup import build_agent
 
     root, output = warm_start
     out = root / "sft"

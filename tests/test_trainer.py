@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from llamagym.config import LoraConfig, PPOConfig
-from llamagym.episode import Episode, Turn
+from llamagym.agent.episode import Episode, Turn
 from llamagym.errors import ConfigError, TrainingError
-from llamagym.models import add_lora
-from llamagym.trainer import PPOTrainer, Sample, make_batch
-from llamagym.value_head import AutoModelForCausalLMWithValueHead
+from llamagym.policy.models import add_lora
+from llamagym.algo.trainer import PPOTrainer, Sample, make_batch
+from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 
 
 def _lora_policy(tiny):
@@ -162,7 +162,7 @@ def _cut_and_ended(bootstrap_query):
 
 
 def test_a_truncated_episode_bootstraps_from_the_value_of_the_state_it_was_cut_at(tiny):
-    from llamagym.trainer import episode_samples
+    from llamagym.algo.trainer import episode_samples
 
     policy, tokenizer = _lora_policy(tiny)
     torch.nn.init.normal_(policy.v_head.weight)  # a zero head would value every state at 0
@@ -189,7 +189,7 @@ def test_a_truncated_episode_bootstraps_from_the_value_of_the_state_it_was_cut_a
 
 
 def test_estimators_without_a_value_head_ignore_the_bootstrap(tiny):
-    from llamagym.trainer import episode_samples
+    from llamagym.algo.trainer import episode_samples
 
     policy, tokenizer = _lora_policy(tiny)
     torch.nn.init.normal_(policy.v_head.weight)

@@ -9,21 +9,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import ActionParseError, ConfigError, LlamaGymError, PluginError, TrainingError, UsageError
-from .hookspecs import hookimpl
+from llamagym.errors import ActionParseError, ConfigError, LlamaGymError, PluginError, TrainingError, UsageError
+from llamagym.plugins.hookspecs import hookimpl
 
 __version__ = "0.2.0"
 
 _LAZY = {
-    "Agent": "llamagym.agent",
-    "AutoModelForCausalLMWithValueHead": "llamagym.value_head",
+    "Agent": "llamagym.agent.agent",
+    "AutoModelForCausalLMWithValueHead": "llamagym.policy.value_head",
     "PPOConfig": "llamagym.config",
     "GenerationConfig": "llamagym.config",
     "LoraConfig": "llamagym.config",
     "RunConfig": "llamagym.config",
-    "Episode": "llamagym.episode",
-    "Turn": "llamagym.episode",
-    "load_model": "llamagym.models",
+    "Episode": "llamagym.agent.episode",
+    "Turn": "llamagym.agent.episode",
+    "load_model": "llamagym.policy.models",
 }
 
 __all__ = ["ActionParseError", "ConfigError", "LlamaGymError", "PluginError", "TrainingError", "UsageError",

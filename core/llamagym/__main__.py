@@ -1,6 +1,6 @@
 """`python -m llamagym ...` runs the command line, so launchers can start it: `accelerate launch -m llamagym run`."""
 
-from .cli import main
+from llamagym.cli import main
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, UnknownNameError
+from llamagym.errors import ConfigError, UnknownNameError
 
 
 def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,

@@ -8,8 +8,8 @@ import pytest
 
 from llamagym import ActionParseError
 from llamagym.config import RunConfig, build, load_toml
-from llamagym.registry import Registry
-from llamagym.rollout import RolloutEngine
+from llamagym.plugins.registry import Registry
+from llamagym.rollout.gym import RolloutEngine
 from llamagym_textgames import plugin
 from llamagym_textgames.agents import FrozenLakeAgent, TaxiAgent
 from llamagym_textgames.envs import TAXI_ACTIONS

@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import LlamaGymError, UsageError
+from llamagym import __version__
+from llamagym.errors import LlamaGymError, UsageError
 
 
 class CliError(click.ClickException):
@@ -57,7 +57,7 @@ def main() -> None:
 
 
 # the commands register themselves on `cli`
-from . import collect, evaluate, listing, new, plot, run, sft  # noqa: E402,F401
+from llamagym.cli import collect, evaluate, listing, new, plot, run, sft  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

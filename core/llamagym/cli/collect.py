@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..collect import POLICIES
-from . import cli
+from llamagym.tools.collect import POLICIES
+from llamagym.cli import cli
 
 
 @cli.command("collect")
@@ -44,12 +44,12 @@ def collect_command(agent, env, policy, checkpoint, model, config_file, no_prese
     """
     from tqdm.auto import tqdm
 
-    from ..collect import collect, collecting, write_jsonl
-    from ..errors import UsageError
-    from ..registry import get_registry
-    from ..runner import build_agent, make_engine
-    from .evaluate import find_adapter
-    from .settings import game_settings, run_settings
+    from llamagym.tools.collect import collect, collecting, write_jsonl
+    from llamagym.errors import UsageError
+    from llamagym.plugins.registry import get_registry
+    from llamagym.run.setup import build_agent, make_engine
+    from llamagym.cli.evaluate import find_adapter
+    from llamagym.cli.settings import game_settings, run_settings
 
     output = Path(output)
     if output.exists() and not overwrite:

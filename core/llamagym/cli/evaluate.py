@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from . import cli
+from llamagym.cli import cli
 
 
 def find_adapter(path: Path) -> Path:
     """A run directory's adapter, or the given adapter/checkpoint directory itself."""
-    from ..checkpoint import latest_checkpoint
-    from ..errors import UsageError
+    from llamagym.run.checkpoint import latest_checkpoint
+    from llamagym.errors import UsageError
 
     if (path / "adapter_config.json").is_file() or (path / "model.safetensors").is_file():
         return path
@@ -44,11 +44,11 @@ def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, oppone
     """Mean return (± standard error) and win/draw/loss rates of an agent, with no training."""
     from tqdm.auto import tqdm
 
-    from ..config import RunConfig, build
-    from ..errors import UsageError
-    from ..evaluation import evaluate
-    from ..registry import get_registry
-    from ..runner import build_agent, config_from_run, make_engine, resolve_config
+    from llamagym.config import RunConfig, build
+    from llamagym.errors import UsageError
+    from llamagym.tools.evaluation import evaluate
+    from llamagym.plugins.registry import get_registry
+    from llamagym.run.setup import build_agent, config_from_run, make_engine, resolve_config
 
     adapter = find_adapter(Path(checkpoint)) if checkpoint else None
     base = config_from_run(adapter) if adapter else None
@@ -62,8 +62,8 @@ def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, oppone
     env_spec = get_registry().env(config.env)
     get_registry().agent(config.agent)
     if env_spec.kind != "gymnasium":
-        from ..multiagent.opponents import check_opponent
-        from ..plugins import get_plugin_manager
+        from llamagym.rollout.games.opponents import check_opponent
+        from llamagym.plugins.manager import get_plugin_manager
 
         opponent = check_opponent(get_plugin_manager(), opponent or "random", config.env)
         config = build(RunConfig, {"multiagent": {"play": "opponent", "opponent": opponent,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from . import cli
+from llamagym.cli import cli
 
 
 def _distribution_of(plugin: str, records: dict) -> str:
@@ -18,8 +18,8 @@ def _distribution_of(plugin: str, records: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def list_command(as_json: bool) -> None:
     """Installed agents and environments, with the package each comes from."""
-    from ..plugins import get_plugin_manager, plugin_records
-    from ..registry import get_registry
+    from llamagym.plugins.manager import get_plugin_manager, plugin_records
+    from llamagym.plugins.registry import get_registry
 
     registry = get_registry()
     records = {r.name: r for r in plugin_records(get_plugin_manager())}
@@ -50,8 +50,8 @@ def list_command(as_json: bool) -> None:
 
 def _opponents(records: dict) -> list[dict]:
     """Built-in and plugin-registered opponents for games (a run directory also works as --opponent)."""
-    from ..multiagent.opponents import BUILT_IN, scripted_opponents
-    from ..plugins import get_plugin_manager
+    from llamagym.rollout.games.opponents import BUILT_IN, scripted_opponents
+    from llamagym.plugins.manager import get_plugin_manager
 
     built_in = [{"name": name, "package": "llamagym", "envs": None, "description": description}
                 for name, description in BUILT_IN.items()]
@@ -66,8 +66,8 @@ def _opponents(records: dict) -> list[dict]:
 @click.option("--all", "show_all", is_flag=True, help="include the core's built-in hook implementations")
 def plugins_command(as_json: bool, show_all: bool) -> None:
     """Installed plugins: distribution, version, hooks implemented, agents and envs registered, load errors."""
-    from ..plugins import get_plugin_manager, plugin_records
-    from ..registry import get_registry
+    from llamagym.plugins.manager import get_plugin_manager, plugin_records
+    from llamagym.plugins.registry import get_registry
 
     pm = get_plugin_manager()
     registry = get_registry()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import cli
+from llamagym.cli import cli
 
 
 @cli.command("new")
@@ -13,7 +13,7 @@ from . import cli
               help="folder in which to create llamagym-NAME/")
 def new_command(name: str, directory: str) -> None:
     """Scaffold llamagym-NAME: a pip-installable plugin with an agent, an env, hooks, a preset and tests."""
-    from ..scaffold import plugin_names, scaffold_plugin
+    from llamagym.tools.scaffold import plugin_names, scaffold_plugin
 
     path = scaffold_plugin(name, directory)
     names = plugin_names(name)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..config import SECTIONS, RunConfig, _base_type, field_specs
+from llamagym.config import SECTIONS, RunConfig, _base_type, field_specs
 
 SEPARATOR = "__"
 TOP_LEVEL = ("model", "init_adapter", "episodes", "seed", "num_envs", "device", "precision", "checkpoint_every",

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from . import cli
-from .options import collect_flags, config_options
+from llamagym.cli import cli
+from llamagym.cli.options import collect_flags, config_options
 
 
 @cli.command("run")
@@ -34,12 +34,12 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     Ctrl-C (or SIGTERM) stops at the next episode boundary with a checkpoint, exiting with 130 (143);
     `--resume DIR` continues from there. A second Ctrl-C stops at once, keeping the previous checkpoint.
     """
-    from ..errors import UsageError
-    from ..interrupts import ForcedStop
-    from ..launch import is_main_process
-    from ..rundir import default_output
-    from ..runner import resolve_config, resume_config, train
-    from . import CliError
+    from llamagym.errors import UsageError
+    from llamagym.run.interrupts import ForcedStop
+    from llamagym.distributed.launch import is_main_process
+    from llamagym.run.rundir import default_output
+    from llamagym.run.setup import resolve_config, resume_config, train
+    from llamagym.cli import CliError
 
     flags = collect_flags({**values, "agent": agent, "env": env})
     if resume_dir:
@@ -76,9 +76,9 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
 def _launch(num_processes: int, config: Any, output: Path, resume: bool, overwrite: bool, quiet: bool
             ) -> dict[str, Any]:
     """Check what can be checked here (output directory, model), then start the processes."""
-    from ..launch import launch
-    from ..models import resolve_model_source
-    from ..rundir import check_output
+    from llamagym.distributed.launch import launch
+    from llamagym.policy.models import resolve_model_source
+    from llamagym.run.rundir import check_output
 
     check_output(output, resume, overwrite)
     resolve_model_source(config.model)

@@ -10,9 +10,9 @@ from typing import Any
 def run_settings(agent: str | None, env: str | None, model: str | None, seed: int, num_envs: int,
                  adapter: Path | None, config_file: str | None, use_preset: bool) -> Any:
     """The checkpoint's run config if there is one, else defaults < preset < config file; then the flags."""
-    from ..config import RunConfig, build
-    from ..errors import UsageError
-    from ..runner import config_from_run, resolve_config
+    from llamagym.config import RunConfig, build
+    from llamagym.errors import UsageError
+    from llamagym.run.setup import config_from_run, resolve_config
 
     base = config_from_run(adapter) if adapter else None
     if base is None:
@@ -27,9 +27,9 @@ def run_settings(agent: str | None, env: str | None, model: str | None, seed: in
 
 def game_settings(config: Any, opponent: str | None) -> Any:
     """The config for playing a game against `opponent` (default random), the agent taking each seat in turn."""
-    from ..config import RunConfig, build
-    from ..multiagent.opponents import check_opponent
-    from ..plugins import get_plugin_manager
+    from llamagym.config import RunConfig, build
+    from llamagym.rollout.games.opponents import check_opponent
+    from llamagym.plugins.manager import get_plugin_manager
 
     opponent = check_opponent(get_plugin_manager(), opponent or "random", config.env)
     return build(RunConfig, {"multiagent": {"play": "opponent", "opponent": opponent, "learner_seat": "alternate"}},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import cli
+from llamagym.cli import cli
 
 
 @cli.command("sft")
@@ -39,10 +39,10 @@ def sft_command(data, agent, env, model, config_file, no_preset, output, epochs,
     Every assistant turn is tokenised exactly as the agent prompts the model (history window, chat template,
     response prefix), so the adapter learns the answers in the context where it will give them.
     """
-    from ..collect import read_conversations
-    from ..rundir import default_output
-    from ..runner import resolve_config
-    from ..sft import SFTSettings, run_sft
+    from llamagym.tools.collect import read_conversations
+    from llamagym.run.rundir import default_output
+    from llamagym.run.setup import resolve_config
+    from llamagym.tools.sft import SFTSettings, run_sft
 
     first = read_conversations(data)[0] if data else {}
     flags = {"agent": agent or first.get("agent"), "env": env or first.get("env"), "seed": seed}

@@ -7,11 +7,11 @@ import random
 import pytest
 
 from llamagym import ActionParseError
-from llamagym.multiagent.opponents import find_scripted, scripted_opponents
-from llamagym.multiagent.players import random_move
-from llamagym.multiagent.tables import AECTable
-from llamagym.plugins import build_plugin_manager
-from llamagym.registry import Registry
+from llamagym.rollout.games.opponents import find_scripted, scripted_opponents
+from llamagym.rollout.games.players import random_move
+from llamagym.rollout.games.tables import AECTable
+from llamagym.plugins.manager import build_plugin_manager
+from llamagym.plugins.registry import Registry
 from llamagym_pettingzoo import plugin
 from llamagym_pettingzoo.connect_four import ConnectFourAgent
 from llamagym_pettingzoo.poker import LeducHoldemAgent, TexasHoldemAgent, leduc_state, texas_state
@@ -123,7 +123,7 @@ def test_connect_four_board_matches_the_env(registry):
 def test_rps_text_and_parsing(registry):
     env = registry.env("rps_v2").make()
     observations, _ = env.reset(seed=0)
-    from llamagym.multiagent.tables import ParallelTable
+    from llamagym.rollout.games.tables import ParallelTable
 
     table = ParallelTable(env)
     table.reset(0)

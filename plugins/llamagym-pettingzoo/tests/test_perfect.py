@@ -5,10 +5,10 @@ import random
 
 import pytest
 
-from llamagym.multiagent.players import random_move
-from llamagym.multiagent.tables import AECTable
-from llamagym.plugins import build_plugin_manager
-from llamagym.registry import Registry
+from llamagym.rollout.games.players import random_move
+from llamagym.rollout.games.tables import AECTable
+from llamagym.plugins.manager import build_plugin_manager
+from llamagym.plugins.registry import Registry
 from llamagym_pettingzoo import plugin
 from llamagym_pettingzoo.opponents import tictactoe_heuristic
 from llamagym_pettingzoo.perfect import negamax, perfect_move
@@ -78,7 +78,7 @@ def test_the_agent_demonstrates_the_perfect_move_in_words_it_reads_back(make_env
 
 
 def test_perfect_is_a_scripted_opponent_for_tictactoe():
-    from llamagym.multiagent.opponents import find_scripted
+    from llamagym.rollout.games.opponents import find_scripted
 
     pm = build_plugin_manager(load_entry_points=False)
     pm.register(plugin, name="pettingzoo")

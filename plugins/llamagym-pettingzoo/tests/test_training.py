@@ -140,7 +140,7 @@ def test_list_shows_the_games_and_their_opponents():
 
 def test_eval_of_the_untrained_model_uses_the_agents_preset(llamagym_tiny_model_dir, monkeypatch):
     """Baseline and trained agent must be measured alike: the preset's generation settings (as in training)."""
-    from llamagym import runner
+    from llamagym.run import setup as runner
 
     seen = {}
     original = runner.build_agent

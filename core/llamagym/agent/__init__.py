@@ -1,0 +1,1 @@
+"""The agent side: prompting hooks, conversations, episodes, constrained answers."""

@@ -1,0 +1,1 @@
+"""The learning algorithms: PPO's equations, advantage estimators, the trainer's update."""

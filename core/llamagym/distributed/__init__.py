@@ -1,0 +1,1 @@
+"""Several processes: the launcher, the process group and the global batch."""

@@ -1,0 +1,105 @@
+"""Multi-process runs: recognise a process started by a launcher (`accelerate launch`, torchrun, mpirun) from its
+environment, and start N processes for `llamagym run --num-processes N` with torch's elastic launcher (the
+engine under torchrun and `accelerate launch`). Kept free of torch imports at module level."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from llamagym.errors import LlamaGymError, TrainingError, UsageError
+
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+SHARDING_VARIABLES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
+
+
+def _first_int(names: tuple[str, ...], default: int) -> int:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return int(value)
+    return default
+
+
+def launched_world_size() -> int:
+    """How many processes the launcher started (1 when llamagym was started directly)."""
+    return _first_int(WORLD_SIZE_VARIABLES, 1)
+
+
+def is_main_process() -> bool:
+    """Whether this is process 0 (the one that prints and writes files); true outside multi-process runs."""
+    return _first_int(RANK_VARIABLES, 0) == 0
+
+
+def check_launch_settings() -> None:
+    """Refuse accelerate configs that shard the model (FSDP, DeepSpeed ZeRO): llamagym replicates the frozen base
+    model and sums adapter gradients itself, so running on under such a config would silently ignore it."""
+    for variable, name in SHARDING_VARIABLES.items():
+        if os.environ.get(variable, "false").lower() == "true":
+            raise UsageError(f"the accelerate config asks for {name}, which llamagym does not support yet: "
+                             f"data-parallel runs replicate the model on every process; use a multi-GPU "
+                             f"config without {name} (see docs/guides/scaling.md)")
+
+
+def launch(num_processes: int, config: Any, output: Path | None, *, resume: bool, overwrite: bool,
+           show_progress: bool, verbose: bool = False) -> dict[str, Any]:
+    """Run `runner.train` in `num_processes` processes on this machine; returns process 0's summary."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if launched_world_size() > 1:
+        raise UsageError("--num-processes starts processes itself; under accelerate launch or torchrun leave it "
+                         "out (the launcher's --num_processes decides)")
+    settings = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=num_processes, run_id=uuid.uuid4().hex,
+                            rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                            monitor_interval=0.5)
+    _quiet_launcher(verbose)
+    try:
+        results = elastic_launch(settings, _worker)(config, str(output) if output else None, resume, overwrite,
+                                                    show_progress, verbose)
+    except ChildFailedError as exc:
+        raise _child_error(exc) from None
+    return results[0]
+
+
+def _worker(config: Any, output: str | None, resume: bool, overwrite: bool, show_progress: bool,
+            verbose: bool) -> dict[str, Any]:
+    """One process of a `--num-processes` run (started by the elastic launcher with its rank in the environment)."""
+    from llamagym.run.setup import train
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not verbose:
+        from llamagym.cli import _quiet_libraries
+
+        _quiet_libraries()
+    return train(config, Path(output) if output else None, resume=resume, overwrite=overwrite,
+                 show_progress=show_progress)
+
+
+def _quiet_launcher(verbose: bool) -> None:
+    """The launcher logs every worker's failure with its traceback; keep that for `-v`."""
+    if not verbose:
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+
+
+def _child_error(exc: Any) -> LlamaGymError:
+    """One line for the first process that failed: a llamagym error keeps its kind (usage errors exit with 2)."""
+    from llamagym import errors
+
+    rank, failure = exc.get_first_failure()
+    message = failure.message.get("message", "") if isinstance(failure.message, dict) else str(failure.message)
+    name, _, text = message.partition(": ")
+    kind = getattr(errors, name, None)
+    if isinstance(kind, type) and issubclass(kind, UsageError):
+        return UsageError(text)
+    if isinstance(kind, type) and issubclass(kind, LlamaGymError):
+        return TrainingError(f"process {rank}: {text}")
+    detail = message or f"exit code {failure.exitcode}"
+    return TrainingError(f"process {rank} failed: {detail} (run with -v for its traceback)")
+
+
+__all__ = ["launch", "launched_world_size", "is_main_process", "check_launch_settings"]

@@ -1,0 +1,1 @@
+"""The policy side: the model with its value head, loading, precision, generation backends."""

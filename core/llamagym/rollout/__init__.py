@@ -1,0 +1,1 @@
+"""Rollout engines: they play episodes and yield each finished one to the run loop."""

@@ -1,0 +1,281 @@
+"""The multi-agent rollout engine: many game tables at once. Every seat waiting to move, across all tables, is
+answered in one batched generation per policy; each seat's turns form its own episode (slot `(table, seat)`)
+with its own rewards, and PPO runs whenever a learning policy's batch is full.
+
+The illegal-move rule: a move that is not in the seat's legal moves (or that the agent could not parse) is
+replaced by a uniformly random legal move; the turn counts as invalid and its reward gets the policy's
+`ppo.invalid_action_penalty`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llamagym.errors import TrainingError
+from llamagym.rollout.gym import EpisodeResult, episode_seed
+from llamagym.rollout.games.adapters import BASE, remove_adapter
+from llamagym.rollout.games.observation import SeatObservation
+from llamagym.rollout.games.players import random_move
+from llamagym.rollout.games.tables import make_table
+
+logger = logging.getLogger(__name__)
+
+LINEUP_SEED = 0x5EA7  # seat draws use their own stream, separate from the environment's
+
+
+@dataclass
+class GameResult(EpisodeResult):
+    """One finished game, seen from the main policy's seats: `env_return` is their mean return (win > 0,
+    draw 0, loss < 0), `turns` and `invalid_turns` count their moves."""
+
+    returns: dict[str, float] = field(default_factory=dict)
+    players: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Game:
+    index: int
+    seed: int
+    lineup: dict[str, Any]
+    returns: dict[str, float]
+
+
+class GameStats:
+    """The main policy's results over the games since the last update, added to each update's statistics."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.games = self.wins = self.draws = self.losses = self.turns = self.invalid = self.mixed = 0
+
+    def add(self, result: GameResult, mixed: bool) -> None:
+        if result.error is not None or not result.turns:
+            return
+        self.games += 1
+        self.wins += result.env_return > 0
+        self.draws += result.env_return == 0
+        self.losses += result.env_return < 0
+        self.turns += result.turns
+        self.invalid += result.invalid_turns
+        self.mixed += mixed
+
+    def pop(self) -> dict[str, float]:
+        n = max(self.games, 1)
+        stats = {"game/games": self.games, "game/win_rate": self.wins / n, "game/draw_rate": self.draws / n,
+                 "game/loss_rate": self.losses / n, "game/illegal_rate": self.invalid / max(self.turns, 1),
+                 "game/other_policy_rate": self.mixed / n}
+        self.reset()
+        return stats
+
+
+class GameEngine:
+    """Plays `lineup` (who sits where) on `num_tables` copies of a PettingZoo game made by `make_env`."""
+
+    def __init__(self, make_env: Callable[[], Any], lineup: Any, *, kind: str = "aec", num_tables: int = 16,
+                 seed: int = 0, max_env_errors: int = 10):
+        self.lineup, self.kind, self.seed, self.max_env_errors = lineup, kind, seed, max_env_errors
+        self.tables = [make_table(make_env(), kind) for _ in range(num_tables)]
+        self.num_envs = num_tables
+        self.seats = self.tables[0].seats
+        self.env_steps = self.env_errors = 0
+        self.updates: dict[int, int] = {}
+        self.stats = GameStats()
+        self._rng = random.Random(seed)
+        main_agent = getattr(lineup.main, "agent", None)
+        if main_agent is not None and main_agent.action_space is None:
+            main_agent.action_space = self.tables[0].env.action_space(self.seats[0])
+
+    @property
+    def main(self) -> Any:
+        return self.lineup.main
+
+    def run(self, episodes: int, *, learn: bool = True, start_index: int = 0,
+            on_episode: Callable[[GameResult], None] | None = None,
+            on_update: Callable[[dict[str, float]], None] | None = None) -> list[GameResult]:
+        """Play games `start_index .. start_index + episodes - 1`; with `learn`, train as batches fill.
+
+        At the end, the policies this engine created (not the main one, which belongs to the caller) train on
+        whatever they still hold."""
+        for player in self.lineup.players():
+            player.reset()
+        self._learn, self._on_update, self._on_episode = learn, on_update, on_episode
+        self._results: list[GameResult] = []
+        self._next, self._end = start_index, start_index + episodes
+        games: dict[int, Game] = {}
+        for table in range(min(self.num_envs, episodes)):
+            self._start(table, games)
+        while games:
+            requests = self._requests(games)
+            actions = self._act(requests)
+            for table, seat_actions in _by_table(actions).items():
+                self._step(table, seat_actions, games)
+        if learn:
+            for player in self.lineup.players():
+                if player is not self.main:
+                    self._report(player, player.train_remaining())
+        return self._results
+
+    # ---- one round: who must move, their moves, the steps --------------------------------------------------
+
+    def _requests(self, games: dict[int, Game]) -> dict[int, tuple[Any, dict]]:
+        """Every seat waiting to move, grouped by player; finished games are closed and their tables refilled."""
+        requests: dict[int, tuple[Any, dict]] = {}
+        for table in list(games):
+            while table in games:
+                game = games[table]
+                try:
+                    waiting, rewards = self.tables[table].advance()
+                except Exception as exc:
+                    self._fail(table, games, f"step of game {game.index} raised {type(exc).__name__}: {exc}")
+                    continue
+                self._reward(table, game, rewards)
+                if not waiting:
+                    self._finish(table, games)
+                elif all(game.lineup[seat].instant for seat in waiting):  # scripted seats move at once
+                    self._step(table, self._instant_moves(table, game, waiting), games)
+                else:
+                    for seat, observation in waiting.items():
+                        player = game.lineup[seat]
+                        requests.setdefault(id(player), (player, {}))[1][(table, seat)] = observation
+                    break
+        return requests
+
+    def _act(self, requests: dict[int, tuple[Any, dict]]) -> dict[tuple[int, str], Any]:
+        actions: dict[tuple[int, str], Any] = {}
+        for player, observations in requests.values():
+            answered = player.act_batch(observations)
+            for slot, observation in observations.items():
+                actions[slot] = self._legal(player, slot, observation, answered[slot])
+        return actions
+
+    def _instant_moves(self, table: int, game: Game, waiting: dict[str, SeatObservation]) -> dict[str, Any]:
+        moves = {}
+        for seat, view in waiting.items():
+            player = game.lineup[seat]
+            moves[seat] = self._legal(player, (table, seat), view, player.act_batch({(table, seat): view})[
+                (table, seat)])
+        return moves
+
+    def _legal(self, player: Any, slot: tuple[int, str], observation: SeatObservation, action: Any) -> Any:
+        """The move itself if legal, else a uniformly random legal move (and the turn counts as invalid)."""
+        if observation.is_legal(action):
+            return action
+        replacement = random_move(observation, self._rng)
+        player.penalise_illegal(slot, replacement)
+        return replacement
+
+    def _step(self, table: int, actions: dict[str, Any], games: dict[int, Game]) -> None:
+        game = games[table]
+        try:
+            rewards = self.tables[table].step(actions)
+        except Exception as exc:
+            self._fail(table, games, f"step of game {game.index} raised {type(exc).__name__}: {exc}")
+            return
+        self.env_steps += 1
+        self._reward(table, game, rewards)
+
+    def _reward(self, table: int, game: Game, rewards: dict[str, float]) -> None:
+        for seat, reward in rewards.items():
+            if seat in game.lineup:
+                game.returns[seat] = game.returns.get(seat, 0.0) + reward
+                game.lineup[seat].assign_reward((table, seat), reward)
+
+    # ---- starting and ending games -------------------------------------------------------------------------
+
+    def _start(self, table: int, games: dict[int, Game]) -> None:
+        while self._next < self._end:
+            index = self._next
+            self._next += 1
+            seed = episode_seed(self.seed, index, not self._learn)
+            try:
+                self.tables[table].reset(seed)
+            except Exception as exc:
+                self._env_error(f"reset of game {index} raised {type(exc).__name__}: {exc}")
+                continue
+            lineup = self.lineup.seat(index, self.seats, random.Random(seed ^ LINEUP_SEED))
+            games[table] = Game(index, seed, lineup, {seat: 0.0 for seat in self.seats})
+            return
+
+    def _finish(self, table: int, games: dict[int, Game], error: str | None = None) -> None:
+        game = games.pop(table)
+        result = self._result(table, game, error)
+        for seat, player in game.lineup.items():
+            if error is not None:
+                player.drop((table, seat))
+                continue
+            stats = player.finish((table, seat), self._learn)
+            self._report(player, stats)
+        self.lineup.release(game.lineup)
+        self.stats.add(result, any(p is not self.main for p in game.lineup.values()))
+        self._results.append(result)
+        if self._on_episode is not None:
+            self._on_episode(result)
+        self._start(table, games)
+
+    def _result(self, table: int, game: Game, error: str | None) -> GameResult:
+        mine = [seat for seat, player in game.lineup.items() if player is self.main]
+        episodes = [self.main.episode((table, seat)) for seat in mine]
+        episodes = [e for e in episodes if e is not None]
+        env_return = sum(game.returns[s] for s in mine) / len(mine) if mine else 0.0
+        return GameResult(game.index, game.seed, env_return, sum(len(e.turns) for e in episodes),
+                          sum(e.invalid_turns for e in episodes), error, dict(game.returns),
+                          {seat: player.name for seat, player in game.lineup.items()})
+
+    def _report(self, player: Any, stats: dict[str, float]) -> None:
+        if not stats:
+            return
+        key = id(player)
+        self.updates[key] = self.updates.get(key, 0) + 1
+        self.lineup.after_update(player, self.updates[key])
+        if player is self.main:
+            stats = {**stats, **self.stats.pop()}
+        else:
+            stats = {**stats, "policy": player.name}
+        if self._on_update is not None:
+            self._on_update(stats)
+
+    def _fail(self, table: int, games: dict[int, Game], message: str) -> None:
+        self._env_error(message)
+        self._finish(table, games, error=message)
+
+    def _env_error(self, message: str) -> None:
+        self.env_errors += 1
+        logger.warning("environment error (%d so far): %s; the game is dropped", self.env_errors, message)
+        if self.env_errors >= self.max_env_errors:
+            raise TrainingError(f"{self.env_errors} environment errors (limit {self.max_env_errors}); the last: "
+                                f"{message}")
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the main policy: the lineup's own state (other seats' policies, the
+        self-play pool, an opponent's RNG), how many updates each learning policy has made, and the main
+        policy's game results since its last update."""
+        names = {id(player): player.name for player in self.lineup.players()}
+        return {"updates": {names[key]: count for key, count in self.updates.items() if key in names},
+                "lineup": self.lineup.state_dict(), "game_stats": dict(vars(self.stats))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lineup.load_state_dict(state["lineup"])
+        vars(self.stats).update(state["game_stats"])
+        by_name = {player.name: player for player in self.lineup.players() if player.learns}
+        self.updates = {id(by_name[name]): count for name, count in state["updates"].items() if name in by_name}
+
+    def close(self) -> None:
+        """Close the environments and remove the adapters of frozen opponents (snapshots, checkpoints), so that
+        saving the model afterwards saves only the learning policies."""
+        for table in self.tables:
+            table.close()
+        for player in self.lineup.players():
+            if not player.learns and getattr(player, "adapter", None) not in (None, BASE):
+                remove_adapter(player.agent, player.adapter)
+
+
+def _by_table(actions: dict[tuple[int, str], Any]) -> dict[int, dict[str, Any]]:
+    grouped: dict[int, dict[str, Any]] = {}
+    for (table, seat), action in actions.items():
+        grouped.setdefault(table, {})[seat] = action
+    return grouped

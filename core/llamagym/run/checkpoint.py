@@ -1,0 +1,228 @@
+"""Atomic checkpoints of a training run: adapter and value head, optimiser, KL controller, RNG states and
+counters. Each is written to a staging directory, flushed to disk and renamed into place under a name no other
+checkpoint has, so a kill at any moment leaves every `update-*` directory complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+STATE_FILE = "state.json"
+TRAINER_FILE = "trainer.pt"
+ENGINE_FILE = "engine.pt"  # games only: the policies besides the main one, the snapshot pool, opponents' RNGs
+STAGING_PREFIX = ".staging-"
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global random generator a run draws from (CUDA's too, once it is in use)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def capture_volatile(agent: Any) -> dict[str, Any]:
+    """What changes between updates without changing the weights: RNG states and the agent's counters. Taken
+    when a run commits, so a later checkpoint restores the run exactly as it stood then."""
+    return {"rng": rng_state(), "agent_rng": agent._rng.getstate(), "counters": dict(agent.counters)}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step (a reader sees the old file or the new one, never half of one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def checkpoint_name(state: dict[str, Any]) -> str:
+    """`update-UUUUUU-ep-EEEEEEEEE`: sorts by update, then episode, and is never reused within a run."""
+    return f"update-{state['updates']:06d}-ep-{state['episodes']:09d}"
+
+
+def save_model_dir(agent: Any, directory: Path) -> None:
+    """Write the adapter (or full model), value head and tokenizer into `directory` atomically."""
+    from llamagym.policy.models import quiet_loading
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        with quiet_loading():
+            agent.model.save_pretrained(staging)
+            agent.tokenizer.save_pretrained(staging)
+        _fsync_tree(staging)
+        _replace_dir(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def save_checkpoint(run_dir: Path, agent: Any, state: dict[str, Any], volatile: dict[str, Any] | None = None,
+                    keep: int = 2, engine_state: dict[str, Any] | None = None) -> Path:
+    """Write `checkpoints/<checkpoint_name(state)>`, point `checkpoints/latest` at it, keep the newest `keep`.
+
+    `volatile` (from `capture_volatile`) defaults to now; `engine_state`, where given, goes to `engine.pt`. A
+    checkpoint of the same name already on disk holds the same state and is kept as it is."""
+    from llamagym.policy.models import quiet_loading
+
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / checkpoint_name(state)
+    if not is_complete(target):
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+        try:
+            with quiet_loading():
+                agent.model.save_pretrained(staging)
+            _write_trainer_state(staging, agent, volatile or capture_volatile(agent))
+            if engine_state is not None:
+                torch.save(engine_state, staging / ENGINE_FILE)
+            (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+            _fsync_tree(staging)
+            shutil.rmtree(target, ignore_errors=True)  # an incomplete one (copied by hand) is replaced
+            os.replace(staging, target)
+            _fsync_dir(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _point_latest(root, target.name)
+    _prune(root, keep)
+    return target
+
+
+def _write_trainer_state(staging: Path, agent: Any, volatile: dict[str, Any]) -> None:
+    torch.save({"trainer": agent.trainer.state_dict(), **volatile}, staging / TRAINER_FILE)
+
+
+def _point_latest(root: Path, name: str) -> None:
+    atomic_write_text(root / LATEST, name + "\n")
+
+
+def is_complete(path: Path) -> bool:
+    """Whether `path` holds every file a checkpoint needs (state.json is written last)."""
+    return ((path / STATE_FILE).is_file() and (path / TRAINER_FILE).is_file()
+            and any((path / name).is_file() for name in WEIGHT_FILES))
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("update-*") if is_complete(p))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None. Found by name, so a run killed between publishing a
+    checkpoint and moving the `latest` pointer still resumes from the newest one."""
+    complete = list_checkpoints(run_dir)
+    return complete[-1] if complete else None
+
+
+def remove_staging(run_dir: Path) -> None:
+    """Delete what a killed run left half-written: staging directories of checkpoints and of the adapter."""
+    run_dir = Path(run_dir)
+    for leftover in [*run_dir.glob(".*-*"), *run_dir.glob(".*.old"),
+                     *(run_dir / CHECKPOINTS).glob(f"{STAGING_PREFIX}*"), *(run_dir / CHECKPOINTS).glob(".*.old")]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def load_checkpoint(path: Path, agent: Any) -> dict[str, Any]:
+    """Restore weights, optimiser, KL controller, RNG states and counters; return the run state. The learning
+    rate and weight decay stay as the agent was configured, so a resumed run may change them."""
+    load_weights(agent.model, path)
+    trainer_state = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=False)
+    restore_trainer(agent, trainer_state["trainer"])
+    set_rng_state(trainer_state["rng"])
+    agent._rng.setstate(trainer_state["agent_rng"])
+    agent.counters.update(trainer_state["counters"])
+    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def restore_trainer(agent: Any, trainer_state: dict[str, Any]) -> None:
+    """Load the trainer's state (optimiser, KL controller, update count) but keep the configured learning rate
+    and weight decay."""
+    optimizer = agent.trainer.optimizer
+    configured = [{"lr": g["lr"], "weight_decay": g.get("weight_decay")} for g in optimizer.param_groups]
+    agent.trainer.load_state_dict(trainer_state)
+    for group, settings in zip(optimizer.param_groups, configured):
+        group.update({k: v for k, v in settings.items() if v is not None})
+
+
+def load_engine_state(path: Path) -> dict[str, Any] | None:
+    """The engine's own state saved with a checkpoint (other seats' policies, the self-play pool), if any."""
+    file = Path(path) / ENGINE_FILE
+    return torch.load(file, map_location="cpu", weights_only=False) if file.is_file() else None
+
+
+def load_weights(model: Any, directory: Path) -> None:
+    """Load saved adapter (or full-model) weights and the value head into an existing model in place."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    adapter = directory / "adapter_model.safetensors"
+    if model.is_peft_model and adapter.is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model.pretrained_model, load_file(str(adapter)))
+    elif (directory / "model.safetensors").is_file():
+        model.base_model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
+    model.load_value_head(directory)
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file under `directory` to disk, so a rename publishes data that survives a power cut."""
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # platforms that cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def _prune(root: Path, keep: int) -> None:
+    complete = sorted(p for p in root.glob("update-*") if p.is_dir())
+    for old in complete[:max(0, len(complete) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)

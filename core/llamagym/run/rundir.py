@@ -1,0 +1,105 @@
+"""The run directory: never overwritten silently, held by one process at a time (a lock the OS drops when its
+process dies, SIGKILL included), and removed again when a new run fails before it wrote its first checkpoint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from llamagym.errors import UsageError
+
+CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover  (Windows: runs are not locked)
+    fcntl = None  # type: ignore[assignment]
+
+
+def check_output(output: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to silently reuse a run directory; `--resume` continues it, `--overwrite` replaces it. Touches
+    nothing, so it can run before the (slow) model load."""
+    if resume and overwrite:
+        raise UsageError("--resume continues a run and --overwrite replaces it; pass only one of them")
+    if resume:
+        if not (output / CONFIG_FILE).is_file():
+            raise UsageError(f"cannot resume: {str(output)!r} holds no llamagym run ({CONFIG_FILE} missing)")
+        return
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"output {str(output)!r} is a file; pass a directory with -o/--output")
+    if output.exists() and any(p.name != LOCK_FILE for p in output.iterdir()) and not overwrite:
+        raise UsageError(f"output directory {str(output)!r} already holds files; pass --resume to continue "
+                         f"that run or --overwrite to replace it")
+
+
+def default_output(agent: str, env: str) -> Path:
+    """`runs/AGENT-ENV-YYYYmmdd-HHMMSS`, with a suffix if a run started in the same second."""
+    base = Path("runs") / f"{agent}-{env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, suffix = base, 1
+    while path.exists():
+        suffix += 1
+        path = base.with_name(f"{base.name}-{suffix}")
+    return path
+
+
+@contextmanager
+def claimed(output: Path, resume: bool, overwrite: bool) -> Iterator[Path]:
+    """Create (or, with `overwrite`, replace) and lock the run directory for the duration of the run. If the
+    run raises and the directory is new and holds no checkpoint, it is removed: nothing half-made stays."""
+    from llamagym.run.checkpoint import list_checkpoints
+
+    existed = output.exists()
+    if existed and overwrite and not resume:
+        with _locked(output):
+            shutil.rmtree(output)
+        existed = False
+    output.mkdir(parents=True, exist_ok=True)
+    with _locked(output):
+        if not resume:
+            check_output(output, resume=False, overwrite=False)  # another process may have started there
+        try:
+            yield output
+        except BaseException:
+            if not resume and not list_checkpoints(output):
+                _remove(output, keep_directory=existed)
+            raise
+
+
+@contextmanager
+def _locked(output: Path) -> Iterator[None]:
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    handle: IO[str] = (output / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise UsageError(f"run directory {str(output)!r} is in use by another llamagym process (pid "
+                             f"{owner}); wait for it to finish or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _remove(output: Path, keep_directory: bool) -> None:
+    if not keep_directory:
+        shutil.rmtree(output, ignore_errors=True)
+        return
+    for child in output.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)

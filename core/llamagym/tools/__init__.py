@@ -1,0 +1,1 @@
+"""What the commands around training do: evaluation, collection, SFT, plots, the scaffold."""

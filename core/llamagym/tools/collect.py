@@ -1,0 +1,202 @@
+"""Roll out episodes and keep them as conversations with their returns, the data of a supervised warm start
+(`llamagym sft`): the model's own episodes, the best of several played from one seed (best-of-n, rejection
+sampling), or a scripted expert's (a plugin's `llamagym_expert_action`), recorded as if the model had answered."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llamagym.errors import UsageError
+from llamagym.plugins.calling import call_hook
+
+POLICIES = ("model", "expert")  # who answers: the model sampling, or a scripted expert
+
+
+@dataclass
+class Finished:
+    """A conversation that just ended, waiting for its episode's result."""
+
+    slot: Hashable
+    messages: list[dict[str, str]]
+    env_return: float
+    turns: int
+    invalid_turns: int
+
+
+class Collecting:
+    """Mixed into an agent's class by `collecting()`: it never trains, keeps every conversation that ends, and with
+    `expert_policy` answers with the expert's actions instead of sampling."""
+
+    expert_policy: bool = False
+    finished: list[Finished]
+
+    def act_batch(self, observations: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        if not self.expert_policy:
+            return super().act_batch(observations)  # type: ignore[misc]
+        texts = {slot: self._demonstration(observation) for slot, observation in observations.items()}
+        return self.record_responses(observations, texts)  # type: ignore[attr-defined]
+
+    def _demonstration(self, observation: Any) -> str:
+        """The expert's answer as response text, checked to read back (as the model's tokens) as its action."""
+        action = expert_action(self, observation)
+        text = self.format_action(action)  # type: ignore[attr-defined]
+        tokenizer = self.tokenizer  # type: ignore[attr-defined]
+        heard = self.response_prefix + tokenizer.decode(  # type: ignore[attr-defined]
+            tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
+        try:
+            read = call_hook(self, "llamagym_extract_action", (ValueError,), response=heard, observation=observation)
+        except ValueError:
+            read = None
+        if read is None or not _same_action(read, action):
+            raise UsageError(f"{agent_name(self)}.format_action({action!r}) gives {text!r}, which its extract_action "
+                             f"reads as {'no action' if read is None else repr(read)}: the two must agree to record "
+                             f"demonstrations")
+        return text
+
+    def terminate_episode(self, slot: Hashable = 0, truncated_observation: Any = None) -> dict[str, float]:
+        self.end_episode(slot)
+        return {}
+
+    def end_episode(self, slot: Hashable = 0) -> Any:
+        conversation = self._conversations.get(slot)  # type: ignore[attr-defined]
+        episode = super().end_episode(slot)  # type: ignore[misc]
+        if conversation is not None and episode is not None and episode.turns:
+            self.finished.append(Finished(slot, list(conversation.messages), episode.env_return,
+                                          len(episode.turns), episode.invalid_turns))
+        return episode
+
+
+def collecting(agent: Any, expert: bool) -> Any:
+    """Turn `agent` into a collecting one in place (its class gains `Collecting`), so that the rollout engines and
+    every hook see the same object; returns it."""
+    cls = type(agent)
+    agent.__class__ = type(f"Collecting{cls.__name__}", (Collecting, cls), {"__module__": cls.__module__})
+    agent.expert_policy, agent.finished = expert, []
+    return agent
+
+
+def expert_action(agent: Any, observation: Any) -> Any:
+    """The expert's action for `observation`; an error naming how to provide one if the agent has none."""
+    action = call_hook(agent, "llamagym_expert_action", observation=observation)
+    if action is None:
+        raise UsageError(f"agent {agent_name(agent)} has no expert policy: a plugin must implement "
+                         f"llamagym_expert_action (or the agent class expert_action); collect the model's own "
+                         f"episodes with --policy model instead")
+    return action
+
+
+def agent_name(agent: Any) -> str:
+    """The name of the agent's own class (not the collecting subclass made from it)."""
+    cls = type(agent)
+    if issubclass(cls, Collecting):
+        cls = next(base for base in cls.__mro__ if base is not cls and not issubclass(base, Collecting))
+    return cls.__name__
+
+
+def _same_action(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) if not hasattr(a, "__len__") else list(a) == list(b)
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass
+class Collection:
+    """The conversations of a collection, and how many episodes were played to get them."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    played: int = 0
+    played_return: float = 0.0
+
+    @property
+    def mean_return(self) -> float:
+        return sum(r["return"] for r in self.records) / max(len(self.records), 1)
+
+    @property
+    def played_mean_return(self) -> float:
+        return self.played_return / max(self.played, 1)
+
+
+def collect(agent: Any, engine: Any, groups: int, *, best_of: int = 1, min_return: float | None = None,
+            tags: Mapping[str, Any] | None = None, on_episode: Callable[[Any], None] | None = None) -> Collection:
+    """Play `groups` × `best_of` episodes with `agent` (made `collecting`) on `engine`, whose episodes
+    i·best_of … (i+1)·best_of − 1 share a reset seed; keep the best of each group (the first on a tie), and only
+    those whose return is at least `min_return`. Each record: `tags`, episode index and seed, return, messages."""
+    rows: list[dict[str, Any]] = []
+
+    def on_result(result: Any) -> None:
+        ended, agent.finished = agent.finished, []
+        if result.error is None:
+            rows.extend(_record(result, finished, tags) for finished in ended)
+        if on_episode is not None:
+            on_episode(result)
+
+    engine.run(groups * best_of, on_episode=on_result)
+    rows.sort(key=lambda r: r["index"])
+    kept = best_per_group(rows, best_of)
+    if min_return is not None:
+        kept = [row for row in kept if row["return"] >= min_return]
+    return Collection(kept, len(rows), sum(r["return"] for r in rows))
+
+
+def _record(result: Any, finished: Finished, tags: Mapping[str, Any] | None) -> dict[str, Any]:
+    row = {**(tags or {}), "index": result.index, "seed": result.seed, "return": finished.env_return,
+           "turns": finished.turns, "invalid_turns": finished.invalid_turns}
+    if isinstance(finished.slot, tuple) and len(finished.slot) == 2:  # a game seat: (table, agent id)
+        row["seat"] = finished.slot[1]
+    row["messages"] = finished.messages
+    return row
+
+
+def best_per_group(rows: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """The highest-return row of each run of `size` consecutive episode indices (the first one on a tie)."""
+    if size <= 1:
+        return rows
+    best: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        group = row["index"] // size
+        if group not in best or row["return"] > best[group]["return"]:
+            best[group] = row
+    return [best[group] for group in sorted(best)]
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write the records as JSON lines, atomically (a reader never sees half a file)."""
+    from llamagym.run.checkpoint import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in records))
+
+
+def read_conversations(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The records of collected JSON-lines files; a line that is no conversation is an error naming it."""
+    records = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise UsageError(f"conversation file {str(path)!r} does not exist; write one with `llamagym collect`")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{number} is not JSON ({exc.msg}); pass files written by "
+                                 f"`llamagym collect`") from None
+            if not isinstance(record, dict) or not _is_conversation(record.get("messages")):
+                raise UsageError(f"{path}:{number} has no conversation: each line needs \"messages\", a list of "
+                                 f"{{\"role\", \"content\"}} objects, as `llamagym collect` writes them")
+            records.append(record)
+    return records
+
+
+def _is_conversation(messages: Any) -> bool:
+    return isinstance(messages, list) and bool(messages) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in messages)
+
+
+__all__ = ["collect", "collecting", "Collection", "best_per_group", "read_conversations", "write_jsonl"]
