@@ -37,7 +37,8 @@ from common import RESULTS, machine, peak_rss_gib, print_table, timer, write_jso
 from llamagym.config import RunConfig, build, merge, to_dict
 from llamagym.tools.evaluation import summarize
 from llamagym.rollout.gym import RolloutEngine, episode_seed
-from llamagym.run.setup import build_agent, config_from_run, resolve_config, train
+from llamagym.run.setup import build_agent, config_from_run, resolve_config
+from llamagym.run.training import train
 from llamagym_blackjack.strategy import REFERENCE_POLICIES, all_observations, basic_strategy, policy_return
 
 ARMS = ("ppo", "grpo", "reinforce", "sft", "sft-ppo")
@@ -147,7 +148,7 @@ def plot_sft_loss(sft_dir: Path, output: Path) -> Path:
     from matplotlib.figure import Figure
 
     from llamagym.run.metrics import read_jsonl
-    from llamagym.tools.sft import SFT_METRICS_FILE
+    from llamagym.run.rundir import SFT_METRICS_FILE
 
     rows = [r for r in read_jsonl(sft_dir / SFT_METRICS_FILE) if "loss" in r]
     figure = Figure(figsize=(6, 4), layout="constrained")

@@ -169,7 +169,7 @@ def warm_start(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def train(args: argparse.Namespace, run_dir: Path, init_adapter: str = "") -> dict[str, Any]:
     from llamagym.config import to_dict
-    from llamagym.run.setup import train as run_training
+    from llamagym.run.training import train as run_training
 
     config = settings(args, episodes=args.episodes, init_adapter=init_adapter,
                       multiagent={"play": args.play, "opponent": args.train_opponent})

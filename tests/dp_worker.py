@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-import llamagym.distributed.parallel_run as parallel_run
 from llamagym.config import to_dict
-from llamagym.run.setup import resolve_config, train
+from llamagym.distributed.replicas import Replicas
+from llamagym.run.setup import resolve_config
+from llamagym.run.training import train
 
 SETTINGS = {"agent": "blackjack", "env": "Blackjack-v1", "episodes": 16, "num_envs": 2, "device": "cpu",
             "precision": "fp32", "checkpoint_every": 2, "seed": 3,
@@ -27,25 +28,25 @@ SETTINGS = {"agent": "blackjack", "env": "Blackjack-v1", "episodes": 16, "num_en
 def main(out: Path, model_dir: str) -> None:
     rank = int(os.environ["RANK"])
     records: dict = {"initial": None, "updates": []}
-    prepare, step = parallel_run.prepare_agent, parallel_run.train_step
+    prepare, step = Replicas.prepare, Replicas.train
 
-    def recording_prepare(agent, dp, seed):
-        prepare(agent, dp, seed)
+    def recording_prepare(group, agent, seed):
+        prepare(group, agent, seed)
         records["initial"] = [p.detach().clone() for p in agent.model.trainable_parameters()]
 
-    def recording_step(agent, dp):
+    def recording_step(group, agent):
         update = len(records["updates"]) + 1
-        if dp.rank == 1 and update == 2:
+        if group.rank == 1 and update == 2:
             agent.buffer = agent.buffer[:1]
-        if dp.rank == 1 and update == 3:
+        if group.rank == 1 and update == 3:
             agent.buffer = []
         episodes = list(agent.buffer)
-        stats = step(agent, dp)
+        stats = step(group, agent)
         records["updates"].append({"episodes": episodes, "stats": stats,
                                    "weights": [p.detach().clone() for p in agent.model.trainable_parameters()]})
         return stats
 
-    parallel_run.prepare_agent, parallel_run.train_step = recording_prepare, recording_step
+    Replicas.prepare, Replicas.train = recording_prepare, recording_step
     config = resolve_config({**SETTINGS, "model": model_dir}, use_preset=False)
     summary = train(config, out / "run", show_progress=False)
     records.update(summary=summary, config=to_dict(config))

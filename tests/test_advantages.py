@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from llamagym.algo.advantages import EpisodeSteps, GroupBaseline, RunningBaseline, check_data_parallel, discounted_return, make_estimator
 from llamagym.cli import cli
+from llamagym.run.loop import train_loop
+from llamagym.testing.engines import UpdateLog
 from llamagym.config import LoraConfig, PPOConfig
 from llamagym.agent.episode import Episode, Turn
 from llamagym.errors import ConfigError
@@ -125,7 +127,6 @@ class RecordingAgent:
     """The calls a rollout engine makes, with PPO replaced by a record of each batch's episode groups."""
 
     action_space = "any"
-    train_when_batch_full = True
 
     def __init__(self, batch_size):
         self.ppo_config = PPOConfig(batch_size=batch_size)
@@ -161,15 +162,15 @@ class RecordingAgent:
 def test_grouped_rollouts_share_seeds_and_update_on_whole_groups():
     agent = RecordingAgent(batch_size=6)
     engine = RolloutEngine(agent, CountingEnv, num_envs=4, seed=3, group_size=3)
-    updates = []
-    results = engine.run(14, on_update=updates.append)
+    log = UpdateLog()
+    results = train_loop(engine, 14, log=log)
     seeds = {r.index: r.seed for r in results}
     assert all(seeds[i] == seeds[i - i % 3] for i in seeds) and len(set(seeds.values())) == 5
-    # every update holds two whole groups; the last two episodes (a partial group) wait for the runner's flush
-    assert len(agent.batches) == len(updates) == 2
-    for batch in agent.batches:
+    # every update holds two whole groups; the last two episodes (a partial group) train at the end of the run
+    assert len(agent.batches) == len(log.updates) == 3
+    for batch in agent.batches[:2]:
         assert len(batch) == 6 and all(batch.count(g) == 3 for g in batch)
-    assert sorted(e.group for e in agent.buffer) == [seeds[12]] * 2
+    assert agent.batches[2] == [seeds[12]] * 2 and not agent.buffer
     evaluation = engine.run(4, learn=False)  # evaluation episodes are never grouped
     assert len({r.seed for r in evaluation}) == 4
 
@@ -184,7 +185,7 @@ def test_a_dropped_episode_leaves_a_short_batch_that_still_trains_before_the_nex
     agent = RecordingAgent(batch_size=4)
     engine = RolloutEngine(agent, FailingEnv, num_envs=4, seed=0, group_size=2)
     failing = engine.episode_seed(2)  # episodes 2 and 3 (one group) fail
-    engine.run(8)
+    train_loop(engine, 8)
     assert [len(b) for b in agent.batches] == [2, 4]
     assert agent.batches[0] == [engine.episode_seed(0)] * 2
 
@@ -221,13 +222,14 @@ def test_grpo_on_a_game_is_refused(tiny_model_dir, tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_a_data_parallel_run_refuses_grpo_before_it_starts(tmp_path):
+def test_a_data_parallel_run_refuses_grpo_before_it_starts(tmp_path, monkeypatch):
     from llamagym.config import RunConfig, build
-    from llamagym.distributed.parallel_run import train_parallel
+    from llamagym.run.training import train
 
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as a launcher starts each process
     config = build(RunConfig, {"agent": "blackjack", "env": "Blackjack-v1", "ppo": {"advantage": "grpo"}})
     with pytest.raises(ConfigError, match="ppo.advantage = grpo is not supported in data-parallel runs"):
-        train_parallel(config, tmp_path / "run")
+        train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

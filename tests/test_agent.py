@@ -2,6 +2,8 @@
 
 import gymnasium as gym
 import pytest
+
+from llamagym.testing.engines import play_and_store
 import torch
 
 from llamagym import ActionParseError, Agent, ConfigError
@@ -202,7 +204,7 @@ def test_the_rollout_engine_hands_a_truncated_episode_its_last_observation(tiny,
     agent = ChoiceAgent(model, tokenizer, "cpu", {"max_new_tokens": 2}, {"batch_size": 8}, plugin_manager=bare_pm)
     agent.seen = []
     engine = RolloutEngine(agent, lambda: TimeLimit(Walk(), max_episode_steps=3), num_envs=3, seed=0)
-    engine.run(3)  # seeds 0, 1, 2: goals 1 (ended), 3 (ended just as the time ran out) and 5 (cut at 3)
+    play_and_store(engine, 3)  # seeds 0, 1, 2: goals 1 (ended), 3 (ended just as the time ran out) and 5 (cut at 3)
     episodes = {episode.group: episode for episode in agent.buffer}
     assert [len(episodes[seed].turns) for seed in (0, 1, 2)] == [1, 3, 3]
     assert episodes[0].bootstrap_query is None and episodes[1].bootstrap_query is None

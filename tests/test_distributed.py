@@ -180,3 +180,112 @@ def test_a_failed_process_becomes_one_error_line():
     assert isinstance(training, TrainingError) and str(training) == "process 1: 3 updates in a row were skipped"
     crash = _child_error(_ChildFailed("RuntimeError: CUDA out of memory"))
     assert isinstance(crash, TrainingError) and "process 1 failed: RuntimeError: CUDA out of memory" in str(crash)
+
+
+# ---- the reliability of a single-process run holds for two processes: kill -9 and resume, Ctrl-C, flags given
+# with --resume, the run-directory lock ----------------------------------------------------------------------
+
+def _two_process_args(model_dir, out, episodes=8, *flags):
+    return [sys.executable, "-m", "llamagym", "run", "--agent", "blackjack", "--env", "Blackjack-v1", "--model",
+            str(model_dir), "--episodes", str(episodes), "--num-envs", "2", "--batch-size", "2",
+            "--mini-batch-size", "2", "--ppo-epochs", "1", "--max-new-tokens", "3", "--lora-r", "2", "--device",
+            "cpu", "--checkpoint-every", "2", "--no-preset", "-o", str(out), "-q", "--num-processes", "2",
+            *map(str, flags)]
+
+
+def _resume_two_processes(out, *flags):
+    return [sys.executable, "-m", "llamagym", "run", "--resume", str(out), "-q", "--num-processes", "2",
+            *map(str, flags)]
+
+
+def _start_and_signal_after_a_checkpoint(args, signum):
+    import signal as signals  # noqa: F401  (signum comes from it)
+    import time
+
+    process = subprocess.Popen(args, env=_launch_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group, as a terminal's job
+    out = Path(args[args.index("-o") + 1])
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "latest").is_file():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.05)
+    os.killpg(process.pid, signum)  # every process of the run, as Ctrl-C in a terminal or a kill of the job
+    stdout, stderr = process.communicate(timeout=300)
+    return process.returncode, stdout, stderr
+
+
+def _assert_a_whole_run(out, episodes):
+    from test_resume import assert_checkpoints_sound
+
+    assert_checkpoints_sound(out)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    played = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["update"] for r in metrics] == list(range(1, summary["updates"] + 1))
+    indices = [r["episode"] for r in played]
+    assert len(indices) == len(set(indices)) == summary["episodes"] == episodes
+    assert summary["processes"] == 2 and summary["interrupted"] is None
+
+
+def test_two_processes_killed_with_sigkill_resume_and_finish(tiny_model_dir, tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    code, _, _ = _start_and_signal_after_a_checkpoint(_two_process_args(tiny_model_dir, out, 400), signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert not (out / "summary.json").exists()
+    done = subprocess.run(_resume_two_processes(out, "--episodes", 16), env=_launch_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, _failure(done)
+    _assert_a_whole_run(out, 16)
+
+
+def test_ctrl_c_stops_two_processes_with_a_checkpoint_then_resumes(tiny_model_dir, tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    code, stdout, stderr = _start_and_signal_after_a_checkpoint(_two_process_args(tiny_model_dir, out, 400),
+                                                                signal.SIGINT)
+    assert code == 130, stdout + stderr[-3000:]
+    assert "stopped by SIGINT" in stdout and f"llamagym run --resume {out}" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGINT" and 0 < summary["episodes"] < 400
+    state = json.loads((out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip() / "state.json")
+                       .read_text())
+    assert (state["updates"], state["episodes"]) == (summary["updates"], summary["episodes"])
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == summary["updates"]
+    done = subprocess.run(_resume_two_processes(out, "--episodes", summary["episodes"] + 8), env=_launch_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, _failure(done)
+    _assert_a_whole_run(out, summary["episodes"] + 8)
+
+
+def test_flags_given_with_resume_change_a_two_process_run(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.run(_two_process_args(tiny_model_dir, out, 8), env=_launch_env(), capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, _failure(first)
+    done = subprocess.run(_resume_two_processes(out, "--episodes", 12, "--learning-rate", 0.02), env=_launch_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, _failure(done)
+    _assert_a_whole_run(out, 12)
+    record = json.loads((out / "config.json").read_text())
+    assert record["config"]["ppo"]["learning_rate"] == 0.02 and record["config"]["episodes"] == 12
+    assert record["changes"][0]["settings"]["ppo.learning_rate"][1] == 0.02
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["ppo/learning_rate"] for r in metrics] == [pytest.approx(1e-4)] * 2 + [pytest.approx(0.02)]
+
+
+def test_a_run_directory_in_use_is_refused_by_two_processes(tiny_model_dir, tmp_path):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with (out / ".lock").open("a+") as handle:  # another llamagym process holds the directory
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = subprocess.run(_two_process_args(tiny_model_dir, out, 8), env=_launch_env(), capture_output=True,
+                              text=True, timeout=600)
+    assert done.returncode == 2, _failure(done)
+    assert "is in use by another llamagym process" in done.stderr and "Traceback" not in done.stderr
+    assert list(out.iterdir()) == [out / ".lock"]

@@ -34,12 +34,27 @@ def hook_sections():
     return dict(zip(parts[1::2], parts[2::2]))
 
 
+def source_signature(fn):
+    """`(name: annotation, ...) -> annotation` as written in the source: hookspecs' annotations are strings
+    (`from __future__ import annotations`), which `str(inspect.signature(fn))` would show quoted."""
+    signature = inspect.signature(fn)
+
+    def text(annotation):
+        return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+
+    parameters = ", ".join(p.name if p.annotation is p.empty else f"{p.name}: {text(p.annotation)}"
+                           for p in signature.parameters.values())
+    returns = "" if signature.return_annotation is signature.empty else f" -> {text(signature.return_annotation)}"
+    return f"({parameters}){returns}"
+
+
 def test_every_hook_is_documented_with_its_exact_signature():
     specs, sections = hookspec_functions(), hook_sections()
     assert len(specs) >= 7
     assert sorted(sections) == sorted(specs), "the hook reference and llamagym.plugins.hookspecs list different hooks"
     for name, fn in specs.items():
-        signature = f"def {name}{inspect.signature(fn)}"
+        assert all(p.annotation is not p.empty for p in inspect.signature(fn).parameters.values()), name
+        signature = f"def {name}{source_signature(fn)}"
         assert f"```python\n{signature}\n```" in sections[name], f"{name}: document `{signature}`"
 
 

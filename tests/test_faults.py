@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import fault_plugin
 from llamagym import ActionParseError, PluginError, hookimpl
-from llamagym.run.checkpoint import latest_checkpoint, list_checkpoints
+from llamagym.run.rundir import latest_checkpoint, list_checkpoints
 from llamagym.cli import cli
 
 

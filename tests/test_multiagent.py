@@ -3,6 +3,9 @@ advantages PPO computes from them, the illegal-move rule, and the policy set-ups
 per seat, frozen checkpoint)."""
 
 import pytest
+
+from llamagym.run.loop import train_loop
+from llamagym.testing.engines import UpdateLog, play_and_store
 import torch
 
 from llamagym import Agent, ConfigError
@@ -76,7 +79,7 @@ def test_aec_turns_rewards_and_advantages_per_seat(tiny, bare_pm):
     # (player_2) plays 1 and 4 and loses. O's -1 arrives with X's last move, after O's own last turn.
     agent = scripted_agent(tiny, bare_pm, {"player_1": [0, 3, 6], "player_2": [1, 4]})
     engine = GameEngine(tictactoe, SelfPlay(PolicyPlayer(agent)), num_tables=1, seed=0)
-    [result] = engine.run(1)
+    [result] = play_and_store(engine, 1)
     x_episode, o_episode = agent.buffer
     assert [t.observation.agent_id for t in x_episode.turns] == ["player_1"] * 3
     assert [t.observation.agent_id for t in o_episode.turns] == ["player_2"] * 2
@@ -93,7 +96,7 @@ def test_parallel_rewards_reach_each_seats_own_turns(tiny, bare_pm):
     # rock paper scissors, three rounds: player_0 always rock; player_1 paper, rock, scissors
     agent = scripted_agent(tiny, bare_pm, {"player_0": [0, 0, 0], "player_1": [1, 0, 2]}, gamma=1.0)
     engine = GameEngine(rps, SelfPlay(PolicyPlayer(agent)), kind="parallel", num_tables=1)
-    [result] = engine.run(1)
+    [result] = play_and_store(engine, 1)
     first, second = agent.buffer
     assert [t.reward for t in first.turns] == [-1.0, 0.0, 1.0]
     assert [t.reward for t in second.turns] == [1.0, 0.0, -1.0]
@@ -127,7 +130,7 @@ def test_illegal_moves_become_random_legal_moves_with_the_penalty(tiny, bare_pm,
                         {"batch_size": 1000, "invalid_action_penalty": -0.5}, plugin_manager=bare_pm, seed=0,
                         **kwargs)
     engine = GameEngine(tictactoe, SelfPlay(PolicyPlayer(agent)), num_tables=3, seed=1)
-    results = engine.run(6)
+    results = play_and_store(engine, 6)
     turns = [t for episode in agent.buffer for t in episode.turns]
     assert len(turns) == sum(r.turns for r in results) >= 6 * 5
     for turn in turns:
@@ -137,7 +140,7 @@ def test_illegal_moves_become_random_legal_moves_with_the_penalty(tiny, bare_pm,
     invalid = sum(not t.valid for t in turns)
     assert invalid >= len(turns) - 6 * 2  # cell 0 is free at most on the first move of each player
     assert sum(r.invalid_turns for r in results) == invalid == agent.counters["invalid_turns"]
-    assert engine.env_errors == 0
+    assert all(r.error is None for r in results)
 
 
 def lora_agent(tiny, bare_pm, agent_class=None, **ppo):
@@ -179,9 +182,10 @@ def test_separate_policies_train_their_own_adapters_only(tiny, bare_pm):
     assert main_params and other_params and not main_params & other_params
     assert other.model.v_head is not agent.model.v_head
     before = {name: lora_weights(agent, name) for name in ("default", "player_2")}
-    updates = []
+    log = UpdateLog()
     engine = GameEngine(tictactoe, PerSeat(policies, main), num_tables=4, seed=0)
-    engine.run(8, on_update=updates.append)
+    train_loop(engine, 8, log=log)
+    updates = log.updates
     assert agent.model.pretrained_model.active_adapter == "default"
     assert len([u for u in updates if "policy" not in u]) >= 2
     assert len([u for u in updates if u.get("policy") == "player_2"]) >= 2
@@ -196,7 +200,7 @@ def test_training_one_policy_leaves_the_other_adapters_alone(tiny, bare_pm):
     separate_policies(agent, main, ["player_1", "player_2"])
     before = {name: lora_weights(agent, name) for name in ("default", "player_2")}
     engine = GameEngine(tictactoe, VersusOpponent(main, _random_player()), num_tables=2, seed=0)
-    engine.run(8)
+    train_loop(engine, 8)
     assert changed(before["default"], lora_weights(agent, "default"))
     assert not changed(before["player_2"], lora_weights(agent, "player_2"))
 
@@ -213,14 +217,16 @@ def test_selfplay_pool_plays_past_snapshots(tiny, bare_pm):
     pool = SnapshotPool(agent, "default", size=2, every=1)
     engine = GameEngine(tictactoe, SelfPlay(main, pool, pool_rate=1.0), num_tables=2, seed=0)
     first = lora_weights(agent, "default")
-    results = engine.run(12)
+    log = UpdateLog()
+    results = train_loop(engine, 12, log=log)
     assert pool.snapshots >= 2 and len(pool.players) >= 1
     snapshot_games = [r for r in results if "snapshot" in r.players.values()]
     assert snapshot_games and all(sorted(r.players.values()) == ["policy", "snapshot"] for r in snapshot_games)
     snapshot = lora_weights(agent, "pool_0")
     assert changed(first, snapshot)  # a snapshot of the trained adapter, not the initial one
     # a snapshot is frozen: its turns are never stored for training (one seat per snapshot game)
-    assert len(agent.buffer) + 4 * engine.updates[id(main)] == 2 * len(results) - len(snapshot_games)
+    trained = sum(stats["env/episodes"] for stats in log.updates)
+    assert not agent.buffer and trained == 2 * len(results) - len(snapshot_games)
     engine.close()
     assert "pool_0" not in agent.model.pretrained_model.peft_config  # frozen adapters are not saved
 
@@ -238,7 +244,7 @@ def test_frozen_checkpoint_opponent_does_not_move(tiny, bare_pm, tmp_path):
     assert not changed(saved, lora_weights(agent, "opponent"))
     engine = GameEngine(tictactoe, VersusOpponent(PolicyPlayer(agent, adapter="default"), opponent),
                         num_tables=2, seed=0)
-    results = engine.run(8)
+    results = train_loop(engine, 8)
     assert {r.players["player_1"] for r in results} == {"policy", opponent.name}  # seats alternate
     assert changed(saved, lora_weights(agent, "default"))
     assert not changed(saved, lora_weights(agent, "opponent"))
@@ -314,7 +320,7 @@ def test_one_generation_answers_every_seat_waiting_across_tables(tiny, bare_pm, 
     main = RecordingPlayer(agent)
     lineup = VersusOpponent(main, _random_player()) if versus_random else SelfPlay(main)
     engine = GameEngine(tictactoe, lineup, num_tables=4, seed=0)
-    results = engine.run(8)
+    results = play_and_store(engine, 8)
     # every table waits on the policy in the first rounds (random moves are made at once, not in a round)
     assert [len(batch) for batch in main.batches[:3]] == [4, 4, 4]
     assert all(len({table for table, _ in batch}) == len(batch) for batch in main.batches)  # one seat per table

@@ -1,5 +1,6 @@
 """Discovery and composition: entry points, broken plugins, name clashes, hooks overriding agent methods."""
 
+import json
 import subprocess
 import sys
 import types
@@ -161,3 +162,228 @@ def test_listing_is_fast_and_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'; print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout.strip().splitlines()[-1]) < 2.0
+
+
+# --- every hook goes through pluggy: wrappers, tryfirst/trylast, tracing, error isolation -------------------------
+
+def _shaping_agent(pm):
+    return types.SimpleNamespace(plugin_manager=pm)  # all that calling.shaping_terms reads of the agent
+
+
+def test_a_wrapper_on_shape_reward_sees_each_term_and_can_change_it(tiny, bare_pm):
+    model, tokenizer = tiny
+    seen = []
+
+    @hookimpl(wrapper=True)
+    def llamagym_shape_reward(reward):
+        terms = yield
+        seen.append((reward, list(terms)))
+        return [2 * term for term in terms]
+
+    bare_pm.register(_plugin("bonus", llamagym_shape_reward=lambda reward: 0.25), name="bonus")
+    bare_pm.register(_plugin("penalty", llamagym_shape_reward=lambda action: -0.05), name="penalty")
+    bare_pm.register(types.SimpleNamespace(llamagym_shape_reward=llamagym_shape_reward), name="doubler")
+    agent = Minimal(model, tokenizer, "cpu", {"max_new_tokens": 2}, plugin_manager=bare_pm)
+    agent.act(3)
+    agent.assign_reward(1.0)
+    assert seen == [(1.0, [-0.05]), (1.0, [0.25])]  # once per shaping plugin, the last registered first
+    turn = agent.current_episode().turns[0]
+    assert turn.shaping == {"penalty": -0.1, "bonus": 0.5} and turn.reward == 1.0 - 0.1 + 0.5
+
+
+def test_shaping_terms_keep_pluggys_order_and_their_plugins(bare_pm):
+    from llamagym.plugins.calling import shaping_terms
+
+    values = {"last": 1e16, "a": 0.1, "quiet": None, "b": -1e16, "first": 0.3, "unhashable": 0.7}
+    for name, value in values.items():
+        marker = {"last": {"trylast": True}, "first": {"tryfirst": True}}.get(name, {})
+        function = hookimpl(**marker)(lambda reward, value=value: value)
+        plugin = types.SimpleNamespace() if name == "unhashable" else types.ModuleType(name)
+        plugin.llamagym_shape_reward = function
+        bare_pm.register(plugin, name=name)
+    hook = bare_pm.hook.llamagym_shape_reward
+    before = [(impl.plugin_name, float(impl.function(reward=1.0))) for impl in reversed(hook.get_hookimpls())
+              if impl.function(reward=1.0) is not None]  # what Agent._shaping_terms computed before
+    terms = shaping_terms(_shaping_agent(bare_pm), 1.0, None, "", None)
+    assert terms == before
+    assert [plugin for plugin, _ in terms] == ["first", "unhashable", "b", "a", "last"]
+    total = 1.0
+    for _, term in terms:
+        total += term
+    assert total == 1.0 + 0.3 + 0.7 - 1e16 + 0.1 + 1e16  # summed in that order, bit for bit
+
+
+def test_a_raising_wrapper_on_shape_reward_is_named(bare_pm):
+    from llamagym.plugins.calling import shaping_terms
+
+    @hookimpl(wrapper=True)
+    def llamagym_shape_reward():
+        yield
+        raise KeyError("teardown")
+
+    bare_pm.register(_plugin("term", llamagym_shape_reward=lambda: 1.0), name="term")
+    bare_pm.register(types.SimpleNamespace(llamagym_shape_reward=llamagym_shape_reward), name="wrapping")
+    with pytest.raises(PluginError, match="plugin 'wrapping' raised in llamagym_shape_reward: KeyError"):
+        shaping_terms(_shaping_agent(bare_pm), 0.0, None, "", None)
+
+
+def test_a_wrapper_on_a_registration_hook_sees_the_call_and_its_registrations_are_its_own(bare_pm):
+    calls = []
+
+    @hookimpl(wrapper=True)
+    def llamagym_register_agents(register):
+        calls.append("before")
+        register("wrapped", "m:Wrapped")
+        result = yield
+        calls.append("after")
+        return result
+
+    bare_pm.register(_plugin("plain", llamagym_register_agents=lambda register: register("plain", "m:A")),
+                     name="plain")
+    bare_pm.register(types.SimpleNamespace(llamagym_register_agents=llamagym_register_agents), name="wrapper")
+    registry = Registry(bare_pm)
+    assert calls == ["before", "after"]
+    assert registry.agent("wrapped").plugin == "wrapper" and registry.agent("plain").plugin == "plain"
+
+
+def test_tryfirst_runs_first_and_registrations_keep_their_order(bare_pm):
+    from llamagym.rollout.games.opponents import scripted_opponents
+
+    called = []
+
+    def plugin(name, **marker):
+        @hookimpl(**marker)
+        def llamagym_register_opponents(register):  # one code object for every plugin this makes
+            called.append(name)
+            register(f"{name}-1", "random:choice", envs=[name])
+            register(f"{name}-2", "random:choice", envs=[name])
+        return types.SimpleNamespace(llamagym_register_opponents=llamagym_register_opponents)
+
+    bare_pm.register(plugin("early", tryfirst=True), name="early")
+    bare_pm.register(plugin("middle"), name="middle")
+    bare_pm.register(plugin("late", trylast=True), name="late")
+    specs = scripted_opponents(bare_pm)
+    assert called == ["early", "middle", "late"]  # pluggy's call order
+    mine = [(s.name, s.plugin) for s in specs if s.plugin != "llamagym.opponents"]
+    # listed in registration order (trylast first, tryfirst last), as when each implementation was called in turn
+    assert mine == [("late-1", "late"), ("late-2", "late"), ("middle-1", "middle"), ("middle-2", "middle"),
+                    ("early-1", "early"), ("early-2", "early")]
+
+
+def test_a_name_claimed_twice_names_the_plugins_in_registration_order_whoever_runs_first(bare_pm):
+    eager = types.ModuleType("eager")
+    eager.llamagym_register_agents = hookimpl(tryfirst=True)(lambda register: register("dup", "m:A"))
+    bare_pm.register(eager, name="eager")
+    bare_pm.register(_plugin("plain", llamagym_register_agents=lambda register: register("dup", "m:B")),
+                     name="plain")
+    with pytest.raises(PluginError, match="'dup' is registered by both 'plain' and 'eager'"):
+        Registry(bare_pm)
+
+
+@pytest.mark.parametrize("plugin_type", ["module", "unhashable"])
+def test_a_raising_registration_plugin_is_recorded_and_the_others_register_exactly_once(bare_pm, plugin_type):
+    from llamagym.rollout.games.opponents import scripted_opponents
+
+    called = []
+
+    def plugin(name, fails=False):
+        def llamagym_register_opponents(register):
+            called.append(name)
+            register(name, "random:choice", envs=["g"])
+            if fails:
+                raise RuntimeError(f"{name} broke")
+
+        namespace = types.ModuleType(name) if plugin_type == "module" else types.SimpleNamespace()
+        namespace.llamagym_register_opponents = hookimpl(llamagym_register_opponents)
+        return namespace
+
+    for name in ("a", "b", "c", "d"):
+        bare_pm.register(plugin(name, fails=name in ("b", "c")), name=name)
+    specs = [(s.name, s.plugin) for s in scripted_opponents(bare_pm) if s.plugin != "llamagym.opponents"]
+    # each plugin once, in registration order; a failing one keeps what it registered before raising
+    assert specs == [("a", "a"), ("b", "b"), ("c", "c"), ("d", "d")]
+    assert called == ["d", "c", "d", "b", "d", "a"]  # called again without the failed ones, in pluggy's order
+
+    bare_pm.register(_plugin("agents_ok", llamagym_register_agents=lambda register: register("ok", "m:A")),
+                     name="agents_ok")
+    bare_pm.register(_plugin("agents_broken", llamagym_register_agents=lambda register: 1 / 0), name="agents_broken")
+    registry = Registry(bare_pm)
+    assert list(registry.agents) == ["ok"]
+    assert registry.errors == {"agents_broken": "llamagym_register_agents raised ZeroDivisionError: division by zero"}
+
+
+def test_a_plugin_calling_register_with_wrong_arguments_is_recorded(bare_pm):
+    bare_pm.register(_plugin("wrong", llamagym_register_envs=lambda register: register("E-v0", colour="red")),
+                     name="wrong")
+    bare_pm.register(_plugin("right", llamagym_register_envs=lambda register: register("R-v0", "m:make")),
+                     name="right")
+    registry = Registry(bare_pm)
+    assert "colour" in registry.errors["wrong"] and registry.env("R-v0").plugin == "right"
+
+
+def test_every_hook_call_is_seen_by_pluggys_monitoring(bare_pm):
+    from llamagym.plugins.calling import shaping_terms
+    from llamagym.rollout.games.opponents import scripted_opponents
+
+    seen = []
+    undo = bare_pm.add_hookcall_monitoring(lambda name, impls, kwargs: seen.append(name), lambda *args: None)
+    bare_pm.register(_plugin("shaper", llamagym_shape_reward=lambda: 0.5), name="shaper")
+    try:
+        registry = Registry(bare_pm)
+        registry.env("FrozenLake-v1")
+        scripted_opponents(bare_pm)
+        shaping_terms(_shaping_agent(bare_pm), 0.0, None, "", None)
+    finally:
+        undo()
+    assert seen == ["llamagym_register_agents", "llamagym_register_envs", "llamagym_resolve_env",
+                    "llamagym_register_opponents", "llamagym_shape_reward"]
+
+
+def test_resolve_env_answers_for_ids_nobody_registered_and_gymnasium_answers_last(bare_pm):
+    from llamagym.plugins.registry import EnvSpec
+
+    def resolve(env_id):
+        if env_id.startswith("Maze-") or env_id == "FrozenLake-v1":
+            return EnvSpec(env_id, "m:make", description="a maze", plugin="maze")
+        return None
+
+    bare_pm.register(_plugin("registers", llamagym_register_envs=lambda register: register("Maze-1", "m:one")),
+                     name="registers")
+    registry = Registry(bare_pm)
+    assert registry.env("FrozenLake-v1").plugin == "gymnasium"  # the built-in plugin
+    bare_pm.register(_plugin("maze", llamagym_resolve_env=resolve), name="maze")
+    assert registry.env("Maze-7").plugin == "maze" and registry.env("Maze-1").plugin == "registers"
+    assert registry.env("FrozenLake-v1").plugin == "maze"  # a plugin answers before the trylast built-in
+    with pytest.raises(UnknownNameError, match="unknown env 'NoSuchEnv-v9'"):
+        registry.env("NoSuchEnv-v9")
+    bare_pm.register(_plugin("bad", llamagym_resolve_env=lambda env_id: {}["x"]), name="bad")
+    with pytest.raises(PluginError, match="plugin 'bad' .*raised KeyError in llamagym_resolve_env"):
+        registry.env("Other-v0")
+
+
+def test_the_random_opponent_comes_from_the_builtin_plugin(bare_pm):
+    from click.testing import CliRunner
+
+    from llamagym.cli import cli
+    from llamagym.rollout.games.build import make_opponent
+    from llamagym.rollout.games.opponents import check_opponent, find_scripted
+    from llamagym.rollout.games.players import ScriptedPlayer, random_move
+
+    spec = find_scripted(bare_pm, "random", "tictactoe_v3")
+    assert spec.plugin == "llamagym.opponents" and spec.envs is None and spec.load() is random_move
+    assert check_opponent(bare_pm, "random", "connect_four_v3") == "random"
+    opponent = make_opponent(types.SimpleNamespace(plugin_manager=bare_pm), "random", "tictactoe_v3", seed=7)
+    assert isinstance(opponent, ScriptedPlayer) and opponent.policy is random_move and opponent.name == "random"
+    assert opponent.rng.random() == ScriptedPlayer(random_move, "random", 7).rng.random()
+
+    plugins.reset_plugin_manager()
+    try:
+        rows = {row["name"]: row for row in json.loads(CliRunner().invoke(cli, ["plugins", "--json", "--all"]).output)}
+        listed = json.loads(CliRunner().invoke(cli, ["list", "--json"]).output)
+    finally:
+        plugins.reset_plugin_manager()
+    assert rows["llamagym.opponents"]["hooks"] == ["llamagym_register_opponents"]
+    assert rows["llamagym.gymnasium_envs"]["hooks"] == ["llamagym_resolve_env"]
+    assert listed["opponents"][:2] == [
+        {"name": "random", "package": "llamagym", "envs": None, "description": "uniformly random legal moves"},
+        {"name": "base", "package": "llamagym", "envs": None, "description": "the base model with its LoRA adapters off"}]

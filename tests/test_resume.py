@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from llamagym import hookimpl
-from llamagym.run.checkpoint import STAGING_PREFIX, latest_checkpoint, list_checkpoints
+from llamagym.run.rundir import STAGING_PREFIX, latest_checkpoint, list_checkpoints
 from llamagym.cli import cli
 
 SCRIPT = Path(__file__).with_name("llamagym_with_faults.py")

@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+from llamagym.run.loop import train_loop
+from llamagym.testing.engines import UpdateLog
+
 from llamagym import ActionParseError
 from llamagym.config import RunConfig, build, load_toml
 from llamagym.plugins.registry import Registry
@@ -85,7 +88,9 @@ def test_a_tiny_model_plays_and_trains_frozenlake(llamagym_tiny, registry):
     env_spec = registry.env("FrozenLakeText-v0")
     updates = []
     engine = RolloutEngine(agent, lambda: env_spec.make(max_episode_steps=4), num_envs=2, seed=0)
-    results = engine.run(4, on_update=updates.append)
+    log = UpdateLog()
+    results = train_loop(engine, 4, log=log)
+    updates.extend(log.updates)
     assert len(results) == 4 and all(1 <= r.turns <= 4 for r in results) and len(updates) == 2
     assert not agent.buffer  # every finished episode went into an update
     assert "env/invalid_rate" in updates[0] and "ppo/kl" in updates[0]

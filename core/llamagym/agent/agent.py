@@ -62,9 +62,6 @@ class Agent:
     #: Text that opens every assistant turn (prefill), e.g. "My answer:". The model continues it; the prefix is
     #: part of the prompt (never trained on) and of the response text that `extract_action` reads.
     response_prefix: str = ""
-    #: Train inside `terminate_episode` once `batch_size` episodes are stored. Data-parallel runs turn it off and
-    #: start each update themselves, when every process has finished the same number of episodes.
-    train_when_batch_full: bool = True
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, device: str | torch.device | None = None,
                  generate_config_dict: Mapping[str, Any] | None = None,
@@ -85,7 +82,7 @@ class Agent:
             plugin_manager = get_plugin_manager()
         self.plugin_manager = plugin_manager
         self.seed = seed
-        self._rng = random.Random(seed)
+        self.rng = random.Random(seed)  # the agent's own draws: fallback actions
         self.trainer = PPOTrainer(self.model, self.ppo_config, pad_token_id=self.tokenizer.pad_token_id,
                                   temperature=self.generation.temperature, autocast=self.autocast,
                                   seed=seed or 0)
@@ -141,7 +138,7 @@ class Agent:
         """The action taken when the response holds no valid one (documented rule, in order):
         a random action of `action_space` if the agent has one, else the last valid action, else an error."""
         if self.action_space is not None:
-            return _sample_space(self.action_space, self._rng)
+            return _sample_space(self.action_space, self.rng)
         if self._last_valid_action is not None:
             return self._last_valid_action
         raise ActionParseError(
@@ -197,11 +194,11 @@ class Agent:
         observation it was cut at: PPO then bootstraps from the value of that state instead of valuing it at 0.
         """
         if truncated_observation is not None:
-            self._record_bootstrap(slot, truncated_observation)
+            self.record_bootstrap(slot, truncated_observation)
         episode = self.end_episode(slot)
         if episode is not None and episode.turns:
             self.buffer.append(episode)
-        if self.train_when_batch_full and len(self.buffer) >= self.ppo_config.batch_size:
+        if len(self.buffer) >= self.ppo_config.batch_size:
             return self.train()
         return {}
 
@@ -231,6 +228,14 @@ class Agent:
         """Drop every episode in progress (for example before an evaluation)."""
         self._conversations.clear()
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the agent besides its weights and trainer: its RNG and counters."""
+        return {"rng": self.rng.getstate(), "counters": dict(self.counters)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.setstate(state["rng"])
+        self.counters.update(state["counters"])
+
     # ---- internals -----------------------------------------------------------------------------------------
 
     def _conversation(self, slot: Hashable) -> Conversation:
@@ -249,7 +254,7 @@ class Agent:
         text = call_hook(self, "llamagym_format_observation", observation=observation)
         return {"role": "user", "content": str(text)}
 
-    def _record_bootstrap(self, slot: Hashable, observation: Any) -> None:
+    def record_bootstrap(self, slot: Hashable, observation: Any) -> None:
         """Keep on the slot's episode the prompt `act` would show for `observation`, the state a truncated episode
         was cut at (nothing is sampled, and the conversation is left as it is)."""
         conversation = self._conversations.get(slot)
@@ -331,19 +336,9 @@ class Agent:
             return self.fallback_action(observation), False
 
     def _shaping_terms(self, turn: Turn, reward: float) -> list[tuple[str, float]]:
-        terms = []
-        hook = self.plugin_manager.hook.llamagym_shape_reward
-        for impl in reversed(hook.get_hookimpls()):
-            kwargs = {"agent": self, "reward": reward, "observation": turn.observation,
-                      "response": turn.response, "action": turn.action}
-            try:
-                term = impl.function(**{name: kwargs[name] for name in impl.argnames})
-            except Exception as exc:
-                raise PluginError(f"plugin {impl.plugin_name!r} raised in llamagym_shape_reward: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-            if term is not None:
-                terms.append((impl.plugin_name, float(term)))
-        return terms
+        from llamagym.plugins.calling import shaping_terms
+
+        return shaping_terms(self, reward, turn.observation, turn.response, turn.action)
 
 
 def episode_stats(episodes: list[Episode]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager, TypeVar, cast
 
 import torch
 
@@ -22,6 +22,17 @@ from llamagym.agent.episode import Episode
 from llamagym.errors import ConfigError, TrainingError
 from llamagym.policy.generation import MIN_SHARED_PREFIX, left_pad, shared_prefix_length
 from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
+
+if TYPE_CHECKING:
+    from llamagym.distributed.global_batch import Share
+
+_T = TypeVar("_T")
+
+
+def _present(value: _T | None) -> _T:
+    """`value`, which the update has set by now: a scored sample's tensors, a bootstrapped sample's prompt."""
+    assert value is not None
+    return value
 
 
 @dataclass
@@ -75,7 +86,7 @@ def make_batch(samples: Sequence[Sample], pad_token_id: int, device: torch.devic
         attention = torch.cat([attention.new_ones((len(samples), prefix_length)), attention], dim=1)
     k = max(len(s.response) for s in samples)
     mask = torch.zeros((len(samples), k), device=device)
-    allowed = []
+    allowed: list[tuple[int, int, list[int]]] = []
     for row, sample in enumerate(samples):
         start = k - len(sample.response)
         mask[row, start:] = 1.0
@@ -182,7 +193,7 @@ class PPOTrainer:
         self.prefix_length = self._shared_prefix(samples)
         self._score(samples)
         kl_stats = self._advantages(samples, len(episodes), [e.group for e in episodes])
-        finite = all(torch.isfinite(s.advantages).all() for s in samples)
+        finite = all(torch.isfinite(_present(s.advantages)).all() for s in samples)
         if not (finite if self.sync is None else self.sync.all_finite(finite)):
             return self._skip_update("non-finite advantages", started)
         stats = self._optimise(samples)
@@ -215,7 +226,7 @@ class PPOTrainer:
         forward pass instead of once per sample; one length per update keeps every pass's numerics identical."""
         if not self.model.splits_decoder or self.config.gradient_checkpointing:
             return 0  # checkpointed layers run without a KV cache
-        queries = [s.query for s in samples] + [s.bootstrap_query for s in self._bootstrapped(samples)]
+        queries = [s.query for s in samples] + [_present(s.bootstrap_query) for s in self._bootstrapped(samples)]
         return shared_prefix_length(queries, keep=1)
 
     def _bootstrapped(self, samples: Sequence[Sample]) -> list[Sample]:
@@ -258,11 +269,11 @@ class PPOTrainer:
     def _score_bootstraps(self, samples: list[Sample]) -> None:
         """Each sample's `bootstrap_value`: its bootstrap prompt is scored with a one-token (padding) response, whose
         value comes from the hidden state before it, at the prompt's last position: where the next answer starts."""
-        ordered = sorted(samples, key=lambda s: len(s.bootstrap_query))
+        ordered = sorted(samples, key=lambda s: len(_present(s.bootstrap_query)))
         size = self.config.forward_batch_size
         for start in range(0, len(ordered), size):
             chunk = ordered[start:start + size]
-            probes = [Sample(s.bootstrap_query, [self.pad_token_id], 0.0, s.episode) for s in chunk]
+            probes = [Sample(_present(s.bootstrap_query), [self.pad_token_id], 0.0, s.episode) for s in chunk]
             values = self._forward(self.model, self._batch(probes))[1]
             for row, sample in enumerate(chunk):
                 sample.bootstrap_value = float(values[row, -1])
@@ -301,7 +312,8 @@ class PPOTrainer:
                 continue
             rewards, values, discounts = [], [], []
             for index, sample in enumerate(turns):
-                kl = ppo.kl_per_token(sample.old_logprobs, sample.ref_logprobs, cfg.kl_estimator)
+                kl = ppo.kl_per_token(_present(sample.old_logprobs), _present(sample.ref_logprobs),
+                                      cfg.kl_estimator)
                 kl_sums.append(float(kl.sum()))
                 reward = -kl_coef * kl
                 non_score.append(float(reward.sum()))
@@ -309,7 +321,9 @@ class PPOTrainer:
                 discount = torch.ones_like(reward)
                 ended = index == len(turns) - 1 and sample.bootstrap_query is None
                 discount[-1] = 0.0 if ended else cfg.gamma
-                rewards.append(reward), values.append(sample.values), discounts.append(discount)
+                rewards.append(reward)
+                values.append(_present(sample.values))
+                discounts.append(discount)
             episodes.append((turns, EpisodeSteps(torch.cat(rewards), torch.cat(values), torch.cat(discounts),
                                                  groups[number] if groups else None, turns[-1].bootstrap_value)))
         estimates = self.estimator.estimate([steps for _, steps in episodes])
@@ -323,7 +337,7 @@ class PPOTrainer:
         if cfg.whiten_advantages and self.sync is not None:
             self.sync.whiten(samples)
         elif cfg.whiten_advantages:
-            flat = torch.cat([s.advantages for s in samples])
+            flat = torch.cat([_present(s.advantages) for s in samples])
             whitened = ppo.masked_whiten(flat, torch.ones_like(flat))
             offset = 0
             for sample in samples:
@@ -333,8 +347,8 @@ class PPOTrainer:
         if self.sync is not None:
             return self.sync.advantage_stats(samples, kl_sums, non_score)
         return {"ppo/kl": sum(kl_sums) / len(kl_sums), "ppo/kl_reward": sum(non_score) / len(non_score),
-                "ppo/returns_mean": float(torch.cat([s.returns for s in samples]).mean()),
-                "ppo/values_mean": float(torch.cat([s.values for s in samples]).mean())}
+                "ppo/returns_mean": float(torch.cat([_present(s.returns) for s in samples]).mean()),
+                "ppo/values_mean": float(torch.cat([_present(s.values) for s in samples]).mean())}
 
     def _optimise(self, samples: list[Sample]) -> dict[str, float]:
         cfg = self.config
@@ -375,10 +389,11 @@ class PPOTrainer:
             return self.sync.minibatch_stats(None, minibatch)
         batch = self._batch(minibatch)
         logprobs, values, entropy = self._forward(self.model, batch, with_entropy=True)
-        old_logprobs = stack_right([s.old_logprobs for s in minibatch], batch.k, self.device)
-        old_values = stack_right([s.values for s in minibatch], batch.k, self.device)
-        advantages = stack_right([s.advantages for s in minibatch], batch.k, self.device)
-        returns = stack_right([s.returns for s in minibatch], batch.k, self.device)
+        assert entropy is not None  # with_entropy=True
+        old_logprobs = stack_right([_present(s.old_logprobs) for s in minibatch], batch.k, self.device)
+        old_values = stack_right([_present(s.values) for s in minibatch], batch.k, self.device)
+        advantages = stack_right([_present(s.advantages) for s in minibatch], batch.k, self.device)
+        returns = stack_right([_present(s.returns) for s in minibatch], batch.k, self.device)
         pg_loss, pg_stats = ppo.policy_loss(logprobs, old_logprobs, advantages, batch.mask, cfg.cliprange)
         vf_loss, vf_clipfrac = ppo.value_loss(values, old_values, returns, batch.mask, cfg.cliprange_value)
         mean_entropy = ppo.masked_mean(entropy, batch.mask)
@@ -386,7 +401,8 @@ class PPOTrainer:
         loss = pg_loss + vf_coef * vf_loss - cfg.entropy_coef * mean_entropy
         finite = bool(torch.isfinite(loss))
         if finite:
-            weight = 1.0 if self.sync is None else minibatch.weight  # this process's share of the tokens
+            # this process's share of the tokens (with `sync`, a minibatch is a `Share`)
+            weight = 1.0 if self.sync is None else cast("Share", minibatch).weight
             (loss * weight / cfg.gradient_accumulation_steps).backward()
         stats = {"ppo/loss/policy": pg_loss.item(), "ppo/loss/value": vf_loss.item(), "ppo/loss/total": loss.item(),
                 "ppo/entropy": mean_entropy.item(), "ppo/clipfrac": float(pg_stats["clipfrac"]),

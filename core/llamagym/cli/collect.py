@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from llamagym.tools.collect import POLICIES
-from llamagym.cli import cli
+from llamagym.cli.group import cli
 
 
 @cli.command("collect")
@@ -35,8 +35,10 @@ from llamagym.cli import cli
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="JSON-lines file to write")
 @click.option("--overwrite", is_flag=True, help="replace an existing output file")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def collect_command(agent, env, policy, checkpoint, model, config_file, no_preset, episodes, best_of, min_return,
-                    seed, num_envs, opponent, output, overwrite, quiet):
+def collect_command(agent: str | None, env: str | None, policy: str, checkpoint: str | None, model: str | None,
+                    config_file: str | None, no_preset: bool, episodes: int, best_of: int, min_return: float | None,
+                    seed: int, num_envs: int, opponent: str | None, output: str, overwrite: bool,
+                    quiet: bool) -> None:
     """Play episodes and write each as a conversation (messages) with its return, for `llamagym sft`.
 
     With --policy model the agent samples its answers (keep the best with --best-of and --min-return); with
@@ -48,12 +50,12 @@ def collect_command(agent, env, policy, checkpoint, model, config_file, no_prese
     from llamagym.errors import UsageError
     from llamagym.plugins.registry import get_registry
     from llamagym.run.setup import build_agent, make_engine
-    from llamagym.cli.evaluate import find_adapter
+    from llamagym.run.rundir import find_adapter
     from llamagym.cli.settings import game_settings, run_settings
 
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise UsageError(f"{str(output)!r} exists; pass --overwrite to replace it")
+    output_path = Path(output)
+    if output_path.exists() and not overwrite:
+        raise UsageError(f"{str(output_path)!r} exists; pass --overwrite to replace it")
     if checkpoint and policy == "expert":
         raise UsageError("--checkpoint samples from a trained model; it does not apply to --policy expert")
     if best_of > 1 and policy == "expert":
@@ -77,6 +79,6 @@ def collect_command(agent, env, policy, checkpoint, model, config_file, no_prese
                              on_episode=lambda r: bar.update(1))
     finally:
         engine.close()
-    write_jsonl(output, result.records)
+    write_jsonl(output_path, result.records)
     click.echo(f"kept {len(result.records)} of {result.played} episodes (mean return {result.mean_return:+.4f}; "
-               f"all played {result.played_mean_return:+.4f}); wrote {output}")
+               f"all played {result.played_mean_return:+.4f}); wrote {output_path}")

@@ -7,22 +7,8 @@ from pathlib import Path
 
 import click
 
-from llamagym.cli import cli
-
-
-def find_adapter(path: Path) -> Path:
-    """A run directory's adapter, or the given adapter/checkpoint directory itself."""
-    from llamagym.run.checkpoint import latest_checkpoint
-    from llamagym.errors import UsageError
-
-    if (path / "adapter_config.json").is_file() or (path / "model.safetensors").is_file():
-        return path
-    if (path / "adapter").is_dir():
-        return path / "adapter"
-    latest = latest_checkpoint(path)
-    if latest is not None:
-        return latest
-    raise UsageError(f"{str(path)!r} holds no adapter: pass a run directory, its adapter/ or a checkpoint")
+from llamagym.cli.group import cli
+from llamagym.run.rundir import find_adapter
 
 
 @cli.command("eval")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
-from llamagym.cli import cli
+from llamagym.cli.group import cli
+from llamagym.plugins.calling import BUILTIN_PREFIX
 
 
 def _distribution_of(plugin: str, records: dict) -> str:
     record = records.get(plugin)
-    return record.distribution if record is not None and record.distribution else plugin
+    if record is not None and record.distribution:
+        return record.distribution
+    return "llamagym" if plugin.startswith(BUILTIN_PREFIX) else plugin  # the core's built-in plugins
 
 
 @cli.command("list")
@@ -49,16 +53,21 @@ def list_command(as_json: bool) -> None:
 
 
 def _opponents(records: dict) -> list[dict]:
-    """Built-in and plugin-registered opponents for games (a run directory also works as --opponent)."""
-    from llamagym.rollout.games.opponents import BUILT_IN, scripted_opponents
+    """Built-in and plugin-registered opponents for games (a run directory also works as --opponent): the core's
+    scripted ones (`random`), its other built-ins (`base`), then the plugins' by name."""
+    from llamagym.rollout.games.opponents import BUILT_IN, OpponentSpec, scripted_opponents
     from llamagym.plugins.manager import get_plugin_manager
 
+    def row(s: OpponentSpec) -> dict[str, Any]:
+        return {"name": s.name, "package": _distribution_of(s.plugin, records),
+                "envs": list(s.envs) if s.envs else None, "description": s.description}
+
+    scripted = scripted_opponents(get_plugin_manager())
+    core = [row(s) for s in scripted if s.plugin.startswith(BUILTIN_PREFIX)]
     built_in = [{"name": name, "package": "llamagym", "envs": None, "description": description}
                 for name, description in BUILT_IN.items()]
-    scripted = scripted_opponents(get_plugin_manager())
-    return built_in + [{"name": s.name, "package": _distribution_of(s.plugin, records),
-                        "envs": list(s.envs) if s.envs else None, "description": s.description}
-                       for s in sorted(scripted, key=lambda s: s.name)]
+    return core + built_in + [row(s) for s in sorted(scripted, key=lambda s: s.name)
+                              if not s.plugin.startswith(BUILTIN_PREFIX)]
 
 
 @cli.command("plugins")
@@ -71,7 +80,7 @@ def plugins_command(as_json: bool, show_all: bool) -> None:
 
     pm = get_plugin_manager()
     registry = get_registry()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for record in plugin_records(pm):
         if record.name.startswith("llamagym.") and not show_all:
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from llamagym.cli import cli
+from llamagym.cli.group import cli
 
 
 @cli.command("new")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from llamagym.cli import cli
+from llamagym.cli.group import cli
 from llamagym.cli.options import collect_flags, config_options
 
 
@@ -38,8 +38,9 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     from llamagym.run.interrupts import ForcedStop
     from llamagym.distributed.launch import is_main_process
     from llamagym.run.rundir import default_output
-    from llamagym.run.setup import resolve_config, resume_config, train
-    from llamagym.cli import CliError
+    from llamagym.run.setup import resolve_config, resume_config
+    from llamagym.run.training import train
+    from llamagym.cli.group import CliError
 
     flags = collect_flags({**values, "agent": agent, "env": env})
     if resume_dir:

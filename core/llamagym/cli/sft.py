@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from llamagym.cli import cli
+from llamagym.cli.group import cli
 
 
 @cli.command("sft")
@@ -31,8 +32,10 @@ from llamagym.cli import cli
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="replace an existing output directory")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def sft_command(data, agent, env, model, config_file, no_preset, output, epochs, learning_rate, batch_size,
-                min_return, unique, lora_r, seed, overwrite, quiet):
+def sft_command(data: tuple[str, ...], agent: str | None, env: str | None, model: str | None,
+                config_file: str | None, no_preset: bool, output: str | None, epochs: float, learning_rate: float,
+                batch_size: int, min_return: float | None, unique: bool, lora_r: int | None, seed: int,
+                overwrite: bool, quiet: bool) -> None:
     """Fine-tune the LoRA adapter on the conversations in DATA (files from `llamagym collect`), loss on the
     assistant's responses only; then `llamagym run --init-adapter OUTPUT` starts PPO from it.
 
@@ -45,17 +48,17 @@ def sft_command(data, agent, env, model, config_file, no_preset, output, epochs,
     from llamagym.tools.sft import SFTSettings, run_sft
 
     first = read_conversations(data)[0] if data else {}
-    flags = {"agent": agent or first.get("agent"), "env": env or first.get("env"), "seed": seed}
+    flags: dict[str, Any] = {"agent": agent or first.get("agent"), "env": env or first.get("env"), "seed": seed}
     if model:
         flags["model"] = model
     if lora_r:
         flags["lora"] = {"r": lora_r}
     config = resolve_config({k: v for k, v in flags.items() if v is not None}, config_file,
                             use_preset=not no_preset)
-    output = Path(output) if output else default_output(config.agent, f"{config.env}-sft")
+    output_dir = Path(output) if output else default_output(config.agent, f"{config.env}-sft")
     settings = SFTSettings(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, min_return=min_return,
                            unique=unique)
-    summary = run_sft(config, list(data), output, settings, overwrite=overwrite, show_progress=not quiet)
+    summary = run_sft(config, list(data), output_dir, settings, overwrite=overwrite, show_progress=not quiet)
     click.echo(f"trained on {summary['examples']} turns of {summary['conversations']} conversations in "
                f"{summary['wall_time_s']:.0f}s; loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}")
     click.echo(f"adapter saved to {summary['adapter']}; start PPO from it with: llamagym run --agent "

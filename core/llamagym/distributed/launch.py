@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from llamagym.errors import LlamaGymError, TrainingError, UsageError
+from llamagym.logs import configure_logging
+from llamagym.run.interrupts import STOP_FILE_ENV, ForcedStop
 
 WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
@@ -47,7 +54,10 @@ def check_launch_settings() -> None:
 
 def launch(num_processes: int, config: Any, output: Path | None, *, resume: bool, overwrite: bool,
            show_progress: bool, verbose: bool = False) -> dict[str, Any]:
-    """Run `runner.train` in `num_processes` processes on this machine; returns process 0's summary."""
+    """Run `train` in `num_processes` processes on this machine; returns process 0's summary.
+
+    The first Ctrl-C (or SIGTERM to this process) asks every process to stop after its next update, with a
+    checkpoint; a second one stops them at once (`ForcedStop`)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -58,24 +68,50 @@ def launch(num_processes: int, config: Any, output: Path | None, *, resume: bool
                             rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
                             monitor_interval=0.5)
     _quiet_launcher(verbose)
+    stop_file = Path(tempfile.mkdtemp(prefix="llamagym-stop-")) / "stop"
     try:
-        results = elastic_launch(settings, _worker)(config, str(output) if output else None, resume, overwrite,
-                                                    show_progress, verbose)
+        with _signals_to(stop_file):
+            results = elastic_launch(settings, _worker)(config, str(output) if output else None, resume, overwrite,
+                                                        show_progress, verbose, str(stop_file))
     except ChildFailedError as exc:
         raise _child_error(exc) from None
+    finally:
+        shutil.rmtree(stop_file.parent, ignore_errors=True)
     return results[0]
 
 
+@contextmanager
+def _signals_to(stop_file: Path) -> Iterator[None]:
+    """While the processes run, the launcher's first SIGINT/SIGTERM writes `stop_file` (the processes stop after
+    their next update) instead of killing them; a second one kills them (`ForcedStop`)."""
+    from torch.distributed.elastic.multiprocessing import api
+
+    original = api._terminate_process_handler
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop_file.exists():
+            original(signum, frame)  # raises SignalException: the agent kills the processes
+        stop_file.write_text(str(signum), encoding="utf-8")
+
+    # installed when the processes start
+    api._terminate_process_handler = handler
+    try:
+        yield
+    except api.SignalException as exc:
+        raise ForcedStop(exc.sigval) from None
+    finally:
+        api._terminate_process_handler = original
+
+
 def _worker(config: Any, output: str | None, resume: bool, overwrite: bool, show_progress: bool,
-            verbose: bool) -> dict[str, Any]:
-    """One process of a `--num-processes` run (started by the elastic launcher with its rank in the environment)."""
-    from llamagym.run.setup import train
+            verbose: bool, stop_file: str) -> dict[str, Any]:
+    """One process of a `--num-processes` run (started by the elastic launcher with its rank in the environment).
+    Ctrl-C reaches it through the launcher's stop file, so a terminal's SIGINT to every process counts once."""
+    from llamagym.run.training import train
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if not verbose:
-        from llamagym.cli import _quiet_libraries
-
-        _quiet_libraries()
+    configure_logging(verbose)
+    os.environ[STOP_FILE_ENV] = stop_file
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return train(config, Path(output) if output else None, resume=resume, overwrite=overwrite,
                  show_progress=show_progress)
 

@@ -4,20 +4,58 @@ Hooks are called with keyword arguments only. An implementation may accept fewer
 Where one answer is needed (`firstresult`), the first implementation that returns something other than None wins:
 implementations registered later run first, `tryfirst` / `trylast` reorder them, and the Agent's own methods
 answer last, so an installed plugin can change an agent it did not write.
+
+The core's own behaviours are default plugins in `llamagym.plugins.builtin`, registered like any other. Every hook
+is called through pluggy (`llamagym.plugins.calling`), so `wrapper=True` implementations and tracing see each call.
+The annotations say what each hook is given and returns; the ``register`` callbacks are typed by the protocols
+`AgentRegister`, `EnvRegister` and `OpponentRegister`, which an implementation may use in its own annotations.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
 import pluggy
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
+    from llamagym.plugins.registry import EnvSpec
+    from llamagym.rollout.games.observation import SeatObservation
 
 PROJECT_NAME = "llamagym"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
+EnvKind = Literal["gymnasium", "aec", "parallel"]
+OpponentPolicy = Callable[["SeatObservation", random.Random], Any]
+
+
+class AgentRegister(Protocol):
+    """The ``register`` that `llamagym_register_agents` is called with."""
+
+    def __call__(self, name: str, agent: type[Agent] | str, description: str = "",
+                 preset: dict[str, Any] | str | None = None) -> None: ...
+
+
+class EnvRegister(Protocol):
+    """The ``register`` that `llamagym_register_envs` is called with."""
+
+    def __call__(self, env_id: str, entry_point: Callable[..., Any] | str | None = None, kind: EnvKind = "gymnasium",
+                 description: str = "", kwargs: dict[str, Any] | None = None) -> None: ...
+
+
+class OpponentRegister(Protocol):
+    """The ``register`` that `llamagym_register_opponents` is called with."""
+
+    def __call__(self, name: str, policy: OpponentPolicy | str, envs: Iterable[str] | None = None,
+                 description: str = "") -> None: ...
+
 
 @hookspec
-def llamagym_register_agents(register):
+def llamagym_register_agents(register: AgentRegister) -> None:
     """Contribute named agents: call ``register(name, agent, description="", preset=None)``.
 
     ``agent`` is an Agent subclass or a ``"module:Class"`` string, imported only when the agent is used, so that
@@ -27,7 +65,7 @@ def llamagym_register_agents(register):
 
 
 @hookspec
-def llamagym_register_envs(register):
+def llamagym_register_envs(register: EnvRegister) -> None:
     """Contribute named environments: call ``register(env_id, entry_point=None, kind="gymnasium", description="",
     kwargs=None)``.
 
@@ -37,7 +75,7 @@ def llamagym_register_envs(register):
 
 
 @hookspec
-def llamagym_register_opponents(register):
+def llamagym_register_opponents(register: OpponentRegister) -> None:
     """Contribute scripted opponents for PettingZoo games: call ``register(name, policy, envs=None,
     description="")``.
 
@@ -49,17 +87,26 @@ def llamagym_register_opponents(register):
 
 
 @hookspec(firstresult=True)
-def llamagym_system_prompt(agent):
+def llamagym_resolve_env(env_id: str) -> EnvSpec | None:
+    """Return a ``llamagym.plugins.registry.EnvSpec`` for an ``env_id`` no plugin registered, or None to pass.
+
+    Asked only for ids that ``llamagym_register_envs`` did not register, for example a family of ids a plugin
+    makes on demand. The core's built-in plugin answers last with any id Gymnasium's own registry knows.
+    """
+
+
+@hookspec(firstresult=True)
+def llamagym_system_prompt(agent: Agent) -> str | None:
     """Return the system prompt for ``agent`` (a string), or None to leave it to the next implementation."""
 
 
 @hookspec(firstresult=True)
-def llamagym_format_observation(agent, observation):
+def llamagym_format_observation(agent: Agent, observation: Any) -> str | None:
     """Return ``observation`` rendered as the user message the model will read, or None to pass."""
 
 
 @hookspec(firstresult=True)
-def llamagym_extract_action(agent, response, observation):
+def llamagym_extract_action(agent: Agent, response: str, observation: Any) -> Any | None:
     """Return the environment action that the model's ``response`` (text) asks for, or None to pass.
 
     Raise ``llamagym.ActionParseError`` when the response holds no valid action: the agent then takes its
@@ -68,7 +115,7 @@ def llamagym_extract_action(agent, response, observation):
 
 
 @hookspec(firstresult=True)
-def llamagym_response_complete(agent, response):
+def llamagym_response_complete(agent: Agent, response: str) -> bool | None:
     """Return True once the partial ``response`` already holds a complete action, so generation stops early.
 
     Return None to pass. Saves tokens: an agent whose answers are one word need not generate 32 tokens.
@@ -76,7 +123,7 @@ def llamagym_response_complete(agent, response):
 
 
 @hookspec(firstresult=True)
-def llamagym_action_choices(agent, observation):
+def llamagym_action_choices(agent: Agent, observation: Any) -> Sequence[str] | None:
     """Return every response (the text after the agent's response prefix) the agent accepts for ``observation``,
     or None to pass.
 
@@ -87,7 +134,8 @@ def llamagym_action_choices(agent, observation):
 
 
 @hookspec
-def llamagym_shape_reward(agent, reward, observation, response, action):
+def llamagym_shape_reward(agent: Agent, reward: float, observation: Any, response: str,
+                          action: Any) -> float | None:
     """Return a number added to the environment ``reward`` of the agent's last turn, or None for no change.
 
     Every implementation is called (shaping terms add up) and each term is logged under its plugin's name.
@@ -96,7 +144,7 @@ def llamagym_shape_reward(agent, reward, observation, response, action):
 
 
 @hookspec(firstresult=True)
-def llamagym_expert_action(agent, observation):
+def llamagym_expert_action(agent: Agent, observation: Any) -> Any | None:
     """Return the action a scripted expert takes for ``observation`` (for example an optimal strategy), or None to
     pass.
 

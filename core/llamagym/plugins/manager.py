@@ -1,5 +1,6 @@
-"""Build the plugin manager: the core's default hooks, then every plugin installed under the `llamagym`
-entry-point group. A plugin that fails to import is recorded with its error instead of breaking the others.
+"""Build the plugin manager: the core's default plugins (`llamagym.plugins.builtin`, registered like any other),
+then every plugin installed under the `llamagym` entry-point group. A plugin that fails to import is recorded with
+its error instead of breaking the others.
 
 Environment variables: ``LLAMAGYM_LOAD_PLUGINS=a,b`` loads only those entry points (empty: none),
 ``LLAMAGYM_BLOCK_PLUGINS=a,b`` skips those.
@@ -57,16 +58,24 @@ def reset_plugin_manager() -> None:
 
 def build_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     """A fresh manager with the hook specs, the core's default hooks and (unless told not to) installed plugins."""
-    from llamagym.plugins.builtin import agent_methods
-
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    pm.register(agent_methods, name="llamagym.agent_methods")
+    for name, plugin in builtin_plugins().items():
+        pm.register(plugin, name=name)
     pm.llamagym_load_report = LoadReport()  # type: ignore[attr-defined]
     if load_entry_points:
         _load_entry_points(pm, pm.llamagym_load_report)  # type: ignore[attr-defined]
     pm.check_pending()
     return pm
+
+
+def builtin_plugins() -> dict:
+    """The core's default plugins, by plugin name (always registered, before the installed ones, so that any
+    installed plugin's hook runs first): the Agent's own methods, the `random` opponent, Gymnasium's env ids."""
+    from llamagym.plugins.builtin import agent_methods, gymnasium_envs, opponents
+
+    return {"llamagym.agent_methods": agent_methods, "llamagym.opponents": opponents,
+            "llamagym.gymnasium_envs": gymnasium_envs}
 
 
 def load_report(pm: pluggy.PluginManager) -> LoadReport:

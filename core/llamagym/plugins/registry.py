@@ -10,6 +10,7 @@ from typing import Any
 import pluggy
 
 from llamagym.errors import LlamaGymError, PluginError, UnknownNameError, UsageError
+from llamagym.plugins.calling import call_pm_hook, call_registration_hook
 
 ENV_KINDS = ("gymnasium", "aec", "parallel")
 
@@ -81,13 +82,13 @@ class Registry:
         self._collect(pm, "llamagym_register_envs", self._env_register)
 
     def _collect(self, pm: pluggy.PluginManager, hook_name: str, make_register: Callable) -> None:
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            try:
-                impl.function(register=make_register(impl.plugin_name))
-            except PluginError:
-                raise
-            except Exception as exc:  # a plugin whose registration raises is reported, the others still load
-                self.errors[impl.plugin_name] = f"{hook_name} raised {type(exc).__name__}: {exc}"
+        """Each registration tagged with its plugin; a plugin whose registration raises is reported in `errors`,
+        the others still load (see `llamagym.plugins.calling.call_registration_hook`)."""
+
+        def failed(plugin: str, exc: Exception) -> None:
+            self.errors[plugin] = f"{hook_name} raised {type(exc).__name__}: {exc}"
+
+        call_registration_hook(pm, hook_name, make_register, failed)
 
     def _agent_register(self, plugin: str) -> Callable:
         def register(name: str, agent: Any, description: str = "", preset: Any = None) -> None:
@@ -113,13 +114,13 @@ class Registry:
         return self.agents[name]
 
     def env(self, env_id: str) -> EnvSpec:
-        """A registered env, else any id Gymnasium itself knows (so `--env FrozenLake-v1` works too)."""
+        """A registered env, else what the `llamagym_resolve_env` hook makes of the id: the built-in plugin
+        `llamagym.gymnasium_envs` answers last with any id Gymnasium itself knows (so `--env FrozenLake-v1` works)."""
         if env_id in self.envs:
             return self.envs[env_id]
-        import gymnasium
-
-        if env_id in gymnasium.registry:
-            return EnvSpec(env_id, None, "gymnasium", "from Gymnasium's own registry", "gymnasium")
+        spec = call_pm_hook(self.pm, "llamagym_resolve_env", env_id=env_id)
+        if spec is not None:
+            return spec
         raise UnknownNameError("env", env_id, self.envs, self._unknown_hint("env"))
 
     def _unknown_hint(self, kind: str) -> str:

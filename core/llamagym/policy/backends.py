@@ -8,6 +8,7 @@ PPO update scores the sampled tokens with the policy model either way, so vLLM's
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -73,7 +74,7 @@ class VLLMBackend:
         outputs = engine.generate([{"prompt_token_ids": list(p)} for p in prompts],
                                   sampling_params(vllm, agent.generation, agent.eos_token_ids),
                                   lora_request=request, use_tqdm=False)
-        return [finish_response(out.outputs[0], agent.eos_token_ids, lambda ids, row=row: is_complete(row, ids))
+        return [finish_response(out.outputs[0], agent.eos_token_ids, functools.partial(is_complete, row))
                 for row, out in enumerate(outputs)]
 
     def sync_adapter(self, agent: Any) -> Any:
@@ -108,7 +109,7 @@ class VLLMBackend:
             self.engine = vllm.LLM(model=base_model_path(agent), enable_lora=True, max_loras=1,
                                    max_lora_rank=vllm_lora_rank(lora_rank(agent)), dtype=dtype,
                                    gpu_memory_utilization=agent.generation.vllm_gpu_memory,
-                                   seed=agent._rng.randrange(2**31), skip_tokenizer_init=True)
+                                   seed=agent.rng.randrange(2**31), skip_tokenizer_init=True)
         return self.engine
 
 

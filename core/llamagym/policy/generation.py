@@ -108,15 +108,15 @@ def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: Ge
     for step in range(settings.max_new_tokens):
         logits = policy.next_token_logits(hidden)
         if choices is not None:
-            logits = restrict_logits(logits, [(pos, choices[row].allowed(tokens[row]))
-                                              for pos, row in enumerate(rows) if choices[row] is not None])
+            logits = restrict_logits(logits, [(pos, trie.allowed(tokens[row]))
+                                              for pos, row in enumerate(rows) if (trie := choices[row]) is not None])
         chosen = choose_tokens(logits, settings, generator).tolist()
         keep = []
         for batch_pos, (row, token) in enumerate(zip(rows, chosen)):
             tokens[row].append(token)
             if token in eos_token_ids:
                 reasons[row] = "eos"
-            elif choices is not None and choices[row] is not None and not choices[row].allowed(tokens[row]):
+            elif choices is not None and (trie := choices[row]) is not None and not trie.allowed(tokens[row]):
                 reasons[row] = "complete"
             elif is_complete is not None and is_complete(row, tokens[row]):
                 reasons[row] = "complete"

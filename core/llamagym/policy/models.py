@@ -111,7 +111,9 @@ def convert_gguf(directory: str, gguf_file: str) -> Path:
     logger.info("converting %s once (cached in %s)", gguf_file, target)
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
-    model.hf_quantizer = None  # the weights are plain tensors now; drop the marker that forbids saving
+    # the weights are plain tensors now; drop the marker that forbids saving (ignore: torch types
+    # nn.Module.__setattr__'s value as Tensor | Module, but any value may be set)
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)

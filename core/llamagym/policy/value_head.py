@@ -38,7 +38,9 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
 
     def __init__(self, pretrained_model: nn.Module):
         super().__init__()
-        self.pretrained_model = pretrained_model
+        # a transformers model or a peft wrapper of one: its methods (get_base_model, generate, disable_adapter, ...)
+        # are not on nn.Module, so the type says Any
+        self.pretrained_model: Any = pretrained_model
         config = self.base_model.config
         hidden_size = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
         self.v_head = nn.Linear(hidden_size, 1)
@@ -72,7 +74,7 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
         return is_peft_model(self.pretrained_model)
 
     @property
-    def base_model(self) -> nn.Module:
+    def base_model(self) -> Any:
         """The transformers model underneath any peft wrapper (LoRA layers stay injected in it)."""
         return self.pretrained_model.get_base_model() if self.is_peft_model else self.pretrained_model
 

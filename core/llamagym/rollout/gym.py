@@ -1,33 +1,32 @@
-"""The batched rollout engine: N copies of a Gymnasium environment stepped together, every waiting copy answered
-by one batched generation; finished episodes are reset and refilled, and PPO runs when a batch is full."""
+"""The Gymnasium rollout engine: N copies of an environment stepped together, every waiting copy answered by one
+batched generation; finished episodes are reset and refilled. It yields each finished episode to the run loop
+(`llamagym.run.loop.train_loop`), which decides when to train."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Generator, Iterator
+from contextlib import nullcontext
+from typing import Any, cast
 
-logger = logging.getLogger(__name__)
-
-EVAL_SEED_OFFSET = 1_000_000_007  # evaluation episodes never share seeds with training episodes
-
-
-@dataclass
-class EpisodeResult:
-    """What one finished (or failed) episode amounted to."""
-
-    index: int
-    seed: int
-    env_return: float
-    turns: int
-    invalid_turns: int
-    error: str | None = None
+from llamagym.agent.agent import Agent
+from llamagym.rollout.engine import (Drained, EpisodeResult, Event, Finished, Learner, Trajectory, episode_seed,
+                                     play_through)
 
 
-def episode_seed(seed: int, index: int, evaluation: bool = False) -> int:
-    """The reset seed of episode `index`: fixed per index, so runs are reproducible whatever the scheduling."""
-    return (seed * 7_919 + index + (EVAL_SEED_OFFSET if evaluation else 0)) % 2**31
+class AgentLearner:
+    """The agent of a Gymnasium run as a learner: one policy, on whatever adapter is active."""
+
+    name = "policy"
+
+    def __init__(self, agent: Agent):
+        self._agent = agent
+
+    @property
+    def agent(self) -> Agent:
+        return self._agent
+
+    def training(self) -> Any:
+        return nullcontext()
 
 
 class RolloutEngine:
@@ -44,7 +43,7 @@ class RolloutEngine:
     cut at, so that PPO bootstraps from that state's value instead of treating the cut as the game's end.
     """
 
-    def __init__(self, agent: Any, make_env: Callable[[], Any], num_envs: int = 16, seed: int = 0,
+    def __init__(self, agent: Agent, make_env: Callable[[], Any], num_envs: int = 16, seed: int = 0,
                  max_env_errors: int = 10, process_index: int = 0, num_processes: int = 1, group_size: int = 1):
         self.agent, self.num_envs, self.seed, self.group_size = agent, num_envs, seed, group_size
         self.process_index, self.num_processes = process_index, num_processes
@@ -52,48 +51,46 @@ class RolloutEngine:
         self.max_env_errors = max_env_errors  # errors in a row before the run stops (0: never)
         if getattr(agent, "action_space", None) is None:
             agent.action_space = self.envs[0].action_space
+        self.learner = AgentLearner(agent)
         self.env_steps = 0
-        self.env_errors = 0
-        self.env_errors_in_a_row = 0
 
-    def run(self, episodes: int, *, learn: bool = True, start_index: int = 0,
-            on_episode: Callable[[EpisodeResult], None] | None = None,
-            on_update: Callable[[dict[str, float]], None] | None = None) -> list[EpisodeResult]:
-        """Play episodes `start_index .. start_index + episodes - 1`; with `learn`, train as batches fill."""
+    def learners(self) -> list[Learner]:
+        return [self.learner]
+
+    def after_update(self, learner: Learner, stats: dict[str, float]) -> dict[str, float]:
+        return stats
+
+    def run(self, episodes: int, *, learn: bool = False, start_index: int = 0,
+            on_episode: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+        """Play episodes without training (evaluation, collection)."""
+        return play_through(self, episodes, learn=learn, start_index=start_index, on_episode=on_episode)
+
+    def play(self, episodes: int, *, learn: bool = True, start_index: int = 0) -> Iterator[Event]:
+        """Play episodes `start_index .. start_index + episodes - 1`, yielding each as it ends."""
         self.agent.reset_conversations()
-        results: list[EpisodeResult] = []
         next_index, end = start_index, start_index + episodes
         slots: dict[int, tuple[int, Any]] = {}  # env slot -> (episode index, current observation)
         returns: dict[int, float] = {}
-
-        def report(result: EpisodeResult) -> None:
-            results.append(result)
-            if on_episode is not None:
-                on_episode(result)
-
         limit = self._batch_end(next_index, end, learn)
         for slot in range(self.num_envs):
-            next_index = self._start(slot, next_index, limit, slots, returns, learn, report)
+            next_index = yield from self._start(slot, next_index, limit, slots, returns, learn)
         while slots:
             actions = self.agent.act_batch({slot: obs for slot, (_, obs) in slots.items()})
-            for slot, action in actions.items():
+            for key, action in actions.items():
+                slot = cast(int, key)  # the slots are this engine's env numbers
                 index = slots[slot][0]
                 done, truncated, error = self._step(slot, action, slots, returns)
                 if not done:
                     continue
-                result = self._finish(slot, index, returns.pop(slot), error, learn, on_update,
-                                      slots[slot][1] if truncated else None)
+                yield from self._finish(slot, index, returns.pop(slot), error, learn,
+                                        slots[slot][1] if truncated else None)
                 del slots[slot]
-                report(result)
-                if error is not None:
-                    self._env_error(error)  # after the dropped episode is reported: it may stop the run
-                next_index = self._start(slot, next_index, limit, slots, returns, learn, report)
-            if not slots and next_index < end:  # grouped: this batch is played; train on it, start the next
-                self._train_rest(on_update)
+                next_index = yield from self._start(slot, next_index, limit, slots, returns, learn)
+            if not slots and next_index < end:  # grouped: this batch is played; it trains, then the next starts
+                yield Drained()
                 limit = self._batch_end(next_index, end, learn)
                 for slot in range(self.num_envs):
-                    next_index = self._start(slot, next_index, limit, slots, returns, learn, report)
-        return results
+                    next_index = yield from self._start(slot, next_index, limit, slots, returns, learn)
 
     def _batch_end(self, index: int, end: int, learn: bool) -> int:
         """Where the episodes that may start now end: with groups, at the end of the batch that `index` opens."""
@@ -101,24 +98,17 @@ class RolloutEngine:
             return end
         return min(end, index + self.agent.ppo_config.batch_size)
 
-    def _train_rest(self, on_update: Callable | None) -> None:
-        """Train on a grouped batch that dropped episodes left short of `batch_size` (none: nothing to do)."""
-        if self.agent.buffer and self.agent.train_when_batch_full:
-            stats = self.agent.train()
-            if stats and on_update is not None:
-                on_update(stats)
-
-    def _start(self, slot: int, index: int, end: int, slots: dict, returns: dict, learn: bool,
-               report: Callable[[EpisodeResult], None]) -> int:
-        """Reset env `slot` for the next episode before `end`; one whose reset raises is reported as dropped."""
+    def _start(self, slot: int, index: int, end: int, slots: dict[int, tuple[int, Any]],
+               returns: dict[int, float], learn: bool) -> Generator[Event, None, int]:
+        """Reset env `slot` for the next episode before `end`; one whose reset raises is yielded as dropped.
+        Returns the index of the episode after the one started."""
         while index < end:
             seed = self.episode_seed(index, learn)
             try:
                 observation, _ = self.envs[slot].reset(seed=seed)
             except Exception as exc:
                 message = f"reset of episode {index} raised {type(exc).__name__}: {exc}"
-                report(EpisodeResult(index, seed, 0.0, 0, 0, message))
-                self._env_error(message)
+                yield Finished(EpisodeResult(index, seed, 0.0, 0, 0, message))
                 index += 1
                 continue
             slots[slot] = (index, observation)
@@ -126,7 +116,8 @@ class RolloutEngine:
             return index + 1
         return index
 
-    def _step(self, slot: int, action: Any, slots: dict, returns: dict) -> tuple[bool, bool, str | None]:
+    def _step(self, slot: int, action: Any, slots: dict[int, tuple[int, Any]], returns: dict[int, float]
+              ) -> tuple[bool, bool, str | None]:
         """Step env `slot`: (the episode is over, it was truncated rather than terminated, the error if any)."""
         index = slots[slot][0]
         try:
@@ -140,24 +131,20 @@ class RolloutEngine:
         return bool(terminated or truncated), bool(truncated and not terminated), None
 
     def _finish(self, slot: int, index: int, env_return: float, error: str | None, learn: bool,
-                on_update: Callable | None, truncated_observation: Any = None) -> EpisodeResult:
-        """Hand the ended episode to the agent: stored for training (with the observation a truncated one was cut
-        at, for PPO to bootstrap from), or dropped when evaluating or after an error."""
+                truncated_observation: Any = None) -> Iterator[Event]:
+        """End the slot's episode: a training one is yielded for the loop to store (with the observation a truncated
+        one was cut at, for PPO to bootstrap from); an evaluation one, or one an error ended, is dropped."""
         episode = self.agent.current_episode(slot)
         if episode is not None:
             episode.group = self.episode_seed(index, learn)
-        if error is None:
-            self.env_errors_in_a_row = 0
-        if error is not None or not learn:
-            self.agent.end_episode(slot)
-        else:
-            cut = {} if truncated_observation is None else {"truncated_observation": truncated_observation}
-            stats = self.agent.terminate_episode(slot, **cut)  # agents that never see a truncation need no kwarg
-            if stats and on_update is not None:
-                on_update(stats)
+        if error is None and learn and truncated_observation is not None:
+            self.agent.record_bootstrap(slot, truncated_observation)
+        ended = self.agent.end_episode(slot)
+        if error is None and learn and ended is not None and ended.turns:
+            yield Trajectory(self.learner, ended)
         turns = len(episode.turns) if episode is not None else 0
         invalid = episode.invalid_turns if episode is not None else 0
-        return EpisodeResult(index, self.episode_seed(index, learn), env_return, turns, invalid, error)
+        yield Finished(EpisodeResult(index, self.episode_seed(index, learn), env_return, turns, invalid, error))
 
     def episode_seed(self, index: int, learn: bool = True) -> int:
         """The reset seed of this engine's episode `index` (its index in the whole run picks it; training episodes
@@ -166,16 +153,15 @@ class RolloutEngine:
             index //= self.group_size
         return episode_seed(self.seed, index * self.num_processes + self.process_index, not learn)
 
-    def _env_error(self, message: str) -> None:
-        self.env_errors += 1
-        self.env_errors_in_a_row += 1
-        logger.warning("environment error (%d so far): %s; the episode is dropped", self.env_errors, message)
-        if self.max_env_errors and self.env_errors_in_a_row >= self.max_env_errors:
-            from llamagym.errors import TrainingError
+    def state_dict(self) -> dict[str, Any]:
+        return {}
 
-            raise TrainingError(f"{self.env_errors_in_a_row} environment errors in a row (limit "
-                                f"{self.max_env_errors}, set with --max-env-errors); the last: {message}")
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+__all__ = ["RolloutEngine", "AgentLearner", "EpisodeResult", "episode_seed"]

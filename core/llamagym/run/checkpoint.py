@@ -15,13 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
-STATE_FILE = "state.json"
-TRAINER_FILE = "trainer.pt"
-ENGINE_FILE = "engine.pt"  # games only: the policies besides the main one, the snapshot pool, opponents' RNGs
-STAGING_PREFIX = ".staging-"
-WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
+from llamagym.run.rundir import (CHECKPOINTS, ENGINE_FILE, LATEST, STAGING_PREFIX, STATE_FILE, TRAINER_FILE,
+                                 is_complete)
+
 
 
 def rng_state() -> dict[str, Any]:
@@ -43,7 +39,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def capture_volatile(agent: Any) -> dict[str, Any]:
     """What changes between updates without changing the weights: RNG states and the agent's counters. Taken
     when a run commits, so a later checkpoint restores the run exactly as it stood then."""
-    return {"rng": rng_state(), "agent_rng": agent._rng.getstate(), "counters": dict(agent.counters)}
+    agent_state = agent.state_dict()
+    return {"rng": rng_state(), "agent_rng": agent_state["rng"], "counters": agent_state["counters"]}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -116,27 +113,6 @@ def _point_latest(root: Path, name: str) -> None:
     atomic_write_text(root / LATEST, name + "\n")
 
 
-def is_complete(path: Path) -> bool:
-    """Whether `path` holds every file a checkpoint needs (state.json is written last)."""
-    return ((path / STATE_FILE).is_file() and (path / TRAINER_FILE).is_file()
-            and any((path / name).is_file() for name in WEIGHT_FILES))
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """The complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("update-*") if is_complete(p))
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None. Found by name, so a run killed between publishing a
-    checkpoint and moving the `latest` pointer still resumes from the newest one."""
-    complete = list_checkpoints(run_dir)
-    return complete[-1] if complete else None
-
-
 def remove_staging(run_dir: Path) -> None:
     """Delete what a killed run left half-written: staging directories of checkpoints and of the adapter."""
     run_dir = Path(run_dir)
@@ -153,8 +129,7 @@ def load_checkpoint(path: Path, agent: Any) -> dict[str, Any]:
     trainer_state = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=False)
     restore_trainer(agent, trainer_state["trainer"])
     set_rng_state(trainer_state["rng"])
-    agent._rng.setstate(trainer_state["agent_rng"])
-    agent.counters.update(trainer_state["counters"])
+    agent.load_state_dict({"rng": trainer_state["agent_rng"], "counters": trainer_state["counters"]})
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
 
 

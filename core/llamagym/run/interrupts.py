@@ -3,22 +3,32 @@ at the next episode boundary, where it checkpoints and exits; a second one stops
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# `llamagym run --num-processes N`: the launcher answers Ctrl-C by writing the signal's number to this file, which
+# every process reads at its next update (a terminal's Ctrl-C reaches them all at once, and would otherwise count
+# twice wherever the launcher passed it on)
+STOP_FILE_ENV = "LLAMAGYM_STOP_FILE"
 
 
 class StopRequest:
-    """Which signal asked the run to stop (None while none has)."""
+    """Which signal asked the run to stop (None while none has), by a handler or through the stop file."""
 
-    def __init__(self) -> None:
+    def __init__(self, file: Path | None = None) -> None:
         self.signal: int | None = None
+        self.file = file
 
     @property
     def requested(self) -> bool:
+        if self.signal is None and self.file is not None and self.file.is_file():
+            text = self.file.read_text(encoding="utf-8").strip()
+            self.signal = int(text) if text.isdigit() else int(signal.SIGTERM)
         return self.signal is not None
 
     @property
@@ -43,7 +53,7 @@ class ForcedStop(KeyboardInterrupt):
 def stop_requests() -> Iterator[StopRequest]:
     """Install the handlers for the duration of a run (only in the main thread, and not for a signal the
     process was started ignoring)."""
-    request = StopRequest()
+    request = StopRequest(Path(os.environ[STOP_FILE_ENV]) if os.environ.get(STOP_FILE_ENV) else None)
 
     def handler(signum: int, frame: Any) -> None:
         if request.requested:

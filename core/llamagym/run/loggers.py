@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llamagym.errors import UnknownNameError, UsageError
-from llamagym.run.metrics import METRICS_FILE
+from llamagym.run.rundir import METRICS_FILE
+from llamagym.run.rundir import TENSORBOARD_DIR, WANDB_ID_FILE, MLFLOW_ID_FILE
 
-TENSORBOARD_DIR = "tensorboard"
-WANDB_ID_FILE = "wandb-run-id"
-MLFLOW_ID_FILE = "mlflow-run-id"
 PROJECT = "llamagym"
 
 # tracker name -> (module that must be importable, pip extra that installs it)

@@ -7,9 +7,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+from llamagym.run.rundir import METRICS_FILE, EPISODES_FILE
 
-METRICS_FILE = "metrics.jsonl"
-EPISODES_FILE = "episodes.jsonl"
 
 
 def _clean(value: Any) -> Any:

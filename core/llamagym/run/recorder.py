@@ -14,9 +14,9 @@ from typing import Any
 
 from llamagym.run.checkpoint import capture_volatile, save_checkpoint
 from llamagym.config import RunConfig, to_dict
-from llamagym.run.interrupts import StopRequest
 from llamagym.run.loggers import open_loggers
-from llamagym.run.metrics import EPISODES_FILE, METRICS_FILE, JsonlWriter, read_jsonl, truncate_jsonl
+from llamagym.run.metrics import JsonlWriter, read_jsonl, truncate_jsonl
+from llamagym.run.rundir import EPISODES_FILE, METRICS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +24,6 @@ def fresh_state() -> dict[str, Any]:
     """The counters of a run that has not started; a checkpoint stores them as `state.json`."""
     return {"episodes": 0, "next_index": 0, "updates": 0, "metrics_rows": 0, "episode_rows": 0, "env_steps": 0,
             "dropped_episodes": 0, "time_s": 0.0}
-
-
-class StopRun(Exception):
-    """Raised from the rollout callbacks to end a run at an episode boundary (a stop signal arrived)."""
 
 
 class RunningStats:
@@ -52,63 +48,95 @@ class RunningStats:
 
 
 class RunRecorder:
-    """Rollout callbacks that log episodes and updates, commit the run, and write checkpoints."""
+    """The run's log (the loop's `RunLog`): episode and update rows, trackers, the progress bar, commits and
+    checkpoints. In a run of several processes, each process's episode rows are gathered at every update and
+    process 0 alone writes files."""
 
-    def __init__(self, output: Path, agent: Any, config: RunConfig, state: dict[str, Any], stop: StopRequest,
+    def __init__(self, output: Path, agent: Any, config: RunConfig, state: dict[str, Any], group: Any,
                  show_progress: bool = True, engine_state: Callable[[], dict[str, Any]] | None = None):
         from tqdm.auto import tqdm
 
-        self.output, self.agent, self.config, self.state, self.stop = output, agent, config, state, stop
+        self.output, self.agent, self.config, self.state, self.group = output, agent, config, state, group
+        self.main = group.rank == 0
         self.engine_state = engine_state  # a game engine's other policies and pool, saved with each checkpoint
-        # metrics.jsonl (always) and the --report-to trackers; a resumed run continues their step count
-        self.metrics = open_loggers(config.report_to, output, to_dict(config), state["updates"] or None)
-        self.episodes = JsonlWriter(output / EPISODES_FILE)
+        self.pending: list[dict[str, Any]] = []  # episode rows not yet counted (several processes: until a sync)
         self.running = RunningStats()
-        for row in read_jsonl(output / EPISODES_FILE)[-100:]:
-            if not row.get("error"):
-                self.running.add(row["return"], row["invalid_turns"], row["turns"])
+        self.metrics: Any = None
+        self.episodes: JsonlWriter | None = None
+        if self.main:
+            # metrics.jsonl (always) and the --report-to trackers; a resumed run continues their step count
+            self.metrics = open_loggers(config.report_to, output, to_dict(config), state["updates"] or None)
+            self.episodes = JsonlWriter(output / EPISODES_FILE)
+            for row in read_jsonl(output / EPISODES_FILE)[-100:]:
+                if not row.get("error"):
+                    self.running.add(row["return"], row["invalid_turns"], row["turns"])
         self.clock_start = time.perf_counter() - state["time_s"]
         self.committed, self.volatile = dict(state), capture_volatile(agent)
         self.committed_engine = engine_state() if engine_state is not None else None
         self.checkpoint_due = False
         self.last_checkpoint: Path | None = None
-        self.bar = tqdm(total=config.episodes, initial=state["episodes"], unit="ep", disable=not show_progress,
-                        desc=f"{config.agent} on {config.env}", dynamic_ncols=True)
+        processes = f" ({group.size} processes)" if group.size > 1 else ""
+        self.bar = tqdm(total=config.episodes, initial=state["episodes"], unit="ep",
+                        disable=not (show_progress and self.main), desc=f"{config.agent} on {config.env}{processes}",
+                        dynamic_ncols=True)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.clock_start
 
-    def on_episode(self, result: Any) -> None:
-        """Log a finished (or dropped) episode; commit if nothing waits untrained; stop if asked to."""
-        state = self.state
-        state["episodes"] += 1
-        state["next_index"] = max(state["next_index"], result.index + 1)
-        state["env_steps"] += result.turns
-        state["dropped_episodes"] += result.error is not None
-        self.episodes.write({"episode": result.index, "seed": result.seed, "return": result.env_return,
-                             "turns": result.turns, "invalid_turns": result.invalid_turns, "error": result.error})
-        state["episode_rows"] += 1
-        if result.error is None:
-            self.running.add(result.env_return, result.invalid_turns, result.turns)
-        self.bar.update(1)
-        self.bar.set_postfix({**self.running.postfix(), "updates": state["updates"]}, refresh=False)
-        if not self.agent.buffer:
-            self.commit()
-        if self.stop.requested:
-            raise StopRun
+    def episode(self, result: Any) -> None:
+        """A finished (or dropped) episode: its row (in a run of several processes, with its index in the run)."""
+        size, rank = self.group.size, self.group.rank
+        row = {"episode": result.index * size + rank, "seed": result.seed, "return": result.env_return,
+               "turns": result.turns, "invalid_turns": result.invalid_turns, "error": result.error}
+        if size > 1:
+            row["process"] = rank
+        self.pending.append(row)
+        if size == 1:
+            self.flush()
+        else:  # an estimate until the next sync counts every process's episodes
+            self.bar.update(max(0, min(size, self.bar.total - self.bar.n)))
 
-    def on_update(self, stats: dict[str, float]) -> None:
-        """Log one PPO update (a skipped one too, with a warning); a checkpoint follows at the next commit."""
+    def flush(self) -> None:
+        """Count and write the pending episode rows (of every process, in episode order: a collective call)."""
+        rows = self.pending
+        if self.group.size > 1:
+            rows = sorted((row for part in self.group.gather(self.pending) for row in part),
+                          key=lambda r: r["episode"])
+        self.pending = []
+        state = self.state
+        for row in rows:
+            state["episodes"] += 1
+            state["next_index"] = max(state["next_index"], row["episode"] + 1)
+            state["env_steps"] += row["turns"]
+            state["dropped_episodes"] += row["error"] is not None
+            if self.episodes is not None:
+                self.episodes.write(row)
+            state["episode_rows"] += 1
+            if row["error"] is None:
+                self.running.add(row["return"], row["invalid_turns"], row["turns"])
+        if self.group.size == 1:
+            self.bar.update(len(rows))
+        elif rows:
+            self.bar.n = state["episodes"]
+        self.bar.set_postfix({**self.running.postfix(), "updates": state["updates"]}, refresh=False)
+
+    def update(self, learner: Any, stats: dict[str, float]) -> None:
+        """Log one update (a skipped one too, with a warning); a checkpoint follows at the next commit."""
+        if self.group.size > 1:
+            self.flush()
         state = self.state
         state["updates"] += 1
         if stats.get("ppo/skipped_update"):
             logger.warning("update %d skipped: NaN or inf in the advantages, loss or gradient (the weights are "
                            "unchanged; %d skipped in a row stop the run)", state["updates"],
-                           self.agent.ppo_config.max_nonfinite_updates)
+                           learner.agent.ppo_config.max_nonfinite_updates)
         # the agent has counted the episode whose end started this update; the run state counts it just after
         episodes = max(state["episodes"], self.agent.counters["episodes"])
-        self.metrics.log({"update": state["updates"], "episodes": episodes, "time_s": self.elapsed(),
-                          "env/dropped_episodes": state["dropped_episodes"], **stats}, step=state["updates"])
+        processes = {"processes": self.group.size} if self.group.size > 1 else {}
+        if self.metrics is not None:
+            self.metrics.log({"update": state["updates"], "episodes": episodes, "time_s": self.elapsed(),
+                              "env/dropped_episodes": state["dropped_episodes"], **processes, **stats},
+                             step=state["updates"])
         state["metrics_rows"] += 1
         every = self.config.checkpoint_every
         if every and state["updates"] % every == 0:
@@ -116,6 +144,8 @@ class RunRecorder:
 
     def commit(self) -> None:
         """Every logged episode has been trained on (or dropped): remember this as the point to resume from."""
+        if self.group.size > 1:
+            self.flush()
         self.state["time_s"] = self.elapsed()
         self.committed, self.volatile = dict(self.state), capture_volatile(self.agent)
         if self.engine_state is not None:  # taken now: closing the engine drops the pool's adapters
@@ -123,19 +153,26 @@ class RunRecorder:
         if self.checkpoint_due:
             self.checkpoint()
 
-    def checkpoint(self) -> Path:
-        """Write a checkpoint of the last commit (the weights have not changed since: updates commit)."""
-        state = {**self.committed, "config": to_dict(self.config)}
-        self.metrics.sync()
-        self.episodes.sync()
-        self.last_checkpoint = save_checkpoint(self.output, self.agent, state, self.volatile,
-                                               engine_state=self.committed_engine)
+    def checkpoint(self) -> Path | None:
+        """Write a checkpoint of the last commit (the weights have not changed since: updates commit); process 0
+        writes it while the others wait. Returns its path (None on the other processes)."""
         self.checkpoint_due = False
+        if self.main:
+            processes = {"processes": self.group.size} if self.group.size > 1 else {}
+            state = {**self.committed, "config": to_dict(self.config), **processes}
+            assert self.episodes is not None  # process 0 holds the logs
+            self.metrics.sync()
+            self.episodes.sync()
+            self.last_checkpoint = save_checkpoint(self.output, self.agent, state, self.volatile,
+                                                   engine_state=self.committed_engine)
+        self.group.barrier()
         return self.last_checkpoint
 
     def close(self) -> None:
         """Close the logs, keeping only the rows of the last commit (the rest would be replayed on resume)."""
         self.bar.close()
+        if self.episodes is None:  # processes other than 0 write nothing
+            return
         self.metrics.close()
         self.episodes.close()
         truncate_jsonl(self.output / METRICS_FILE, self.committed["metrics_rows"])

@@ -13,8 +13,25 @@ from typing import IO
 
 from llamagym.errors import UsageError
 
-CONFIG_FILE = "config.json"
-LOCK_FILE = ".lock"
+# Every name in a run directory, in one place.
+CONFIG_FILE = "config.json"  # the settings, and what each resume changed
+LOCK_FILE = ".lock"  # held by the process that runs in the directory
+METRICS_FILE = "metrics.jsonl"  # a row per update
+EPISODES_FILE = "episodes.jsonl"  # a row per episode (per game)
+SUMMARY_FILE = "summary.json"  # written when the run ends
+ADAPTER_DIR = "adapter"  # the trained adapter (or model), value head and tokenizer
+SFT_METRICS_FILE = "sft_metrics.jsonl"  # `llamagym sft`: a row per logging step
+PLOT_FILE = "training.png"  # `llamagym plot`
+TENSORBOARD_DIR = "tensorboard"
+WANDB_ID_FILE = "wandb-run-id"
+MLFLOW_ID_FILE = "mlflow-run-id"
+CHECKPOINTS = "checkpoints"  # checkpoints/update-UUUUUU-ep-EEEEEEEEE/, the newest two
+LATEST = "latest"  # checkpoints/latest: the newest checkpoint's name
+STATE_FILE = "state.json"  # in a checkpoint: the run's counters (written last: its presence marks it complete)
+TRAINER_FILE = "trainer.pt"  # in a checkpoint: optimiser, KL controller, RNG states
+ENGINE_FILE = "engine.pt"  # games only: the policies besides the main one, the snapshot pool, opponents' RNGs
+STAGING_PREFIX = ".staging-"  # a checkpoint being written
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
 
 try:
     import fcntl
@@ -52,8 +69,6 @@ def default_output(agent: str, env: str) -> Path:
 def claimed(output: Path, resume: bool, overwrite: bool) -> Iterator[Path]:
     """Create (or, with `overwrite`, replace) and lock the run directory for the duration of the run. If the
     run raises and the directory is new and holds no checkpoint, it is removed: nothing half-made stays."""
-    from llamagym.run.checkpoint import list_checkpoints
-
     existed = output.exists()
     if existed and overwrite and not resume:
         with _locked(output):
@@ -103,3 +118,36 @@ def _remove(output: Path, keep_directory: bool) -> None:
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
+
+
+def is_complete(path: Path) -> bool:
+    """Whether `path` holds every file a checkpoint needs (state.json is written last)."""
+    return ((path / STATE_FILE).is_file() and (path / TRAINER_FILE).is_file()
+            and any((path / name).is_file() for name in WEIGHT_FILES))
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("update-*") if is_complete(p))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None. Found by name, so a run killed between publishing a
+    checkpoint and moving the `latest` pointer still resumes from the newest one."""
+    complete = list_checkpoints(run_dir)
+    return complete[-1] if complete else None
+
+
+def find_adapter(path: Path) -> Path:
+    """A run directory's adapter, or the given adapter/checkpoint directory itself."""
+    if (path / "adapter_config.json").is_file() or (path / WEIGHT_FILES[1]).is_file():
+        return path
+    if (path / ADAPTER_DIR).is_dir():
+        return path / ADAPTER_DIR
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        return latest
+    raise UsageError(f"{str(path)!r} holds no adapter: pass a run directory, its adapter/ or a checkpoint")

@@ -1,5 +1,5 @@
-"""A training run from start to finish: resolve the config (defaults < agent preset < config file < flags),
-build the agent, roll out and train with a progress bar, write metrics and checkpoints, save the adapter."""
+"""Setting a run up: resolve the config (defaults < agent preset < config file < flags, or a run directory's saved
+config for `--resume`), then build the agent and the engine that plays its environment."""
 
 from __future__ import annotations
 
@@ -14,11 +14,9 @@ from llamagym.errors import ConfigError, UsageError
 from llamagym.run.loggers import flatten
 from llamagym.plugins.registry import AgentSpec, EnvSpec, get_registry
 
-from llamagym.run.metrics import EPISODES_FILE, METRICS_FILE  # noqa: F401  (run-directory layout, one place each)
 from llamagym.run.rundir import CONFIG_FILE
+from llamagym.run.rundir import SUMMARY_FILE, ADAPTER_DIR
 
-SUMMARY_FILE = "summary.json"
-ADAPTER_DIR = "adapter"
 FIXED_ON_RESUME = ("agent", "env", "model", "lora")
 
 
@@ -95,7 +93,7 @@ def init_adapter_dir(config: RunConfig) -> str | None:
     """The adapter directory `init_adapter` points at (a run or `llamagym sft` output holds it in adapter/)."""
     if not config.init_adapter:
         return None
-    from llamagym.cli.evaluate import find_adapter
+    from llamagym.run.rundir import find_adapter
 
     path = Path(config.init_adapter).expanduser()
     if not path.is_dir():
@@ -151,107 +149,6 @@ def config_changes(saved: RunConfig, config: RunConfig) -> dict[str, list[Any]]:
             if before.get(k) != after.get(k)}
 
 
-def train(config: RunConfig, output: Path | None = None, *, resume: bool = False, overwrite: bool = False,
-          show_progress: bool = True) -> dict[str, Any]:
-    """Run training as `llamagym run` does; returns the summary also written to `summary.json`.
-
-    The first SIGINT/SIGTERM stops at the next episode boundary with a final checkpoint (the summary's
-    `interrupted` names the signal); a second raises `ForcedStop` at once. A `TrainingError` (repeated NaNs,
-    repeated environment errors) is raised after a checkpoint of the last good state is written."""
-    from llamagym.distributed.launch import launched_world_size
-    from llamagym.run.loggers import tracker_names
-    from llamagym.run.rundir import check_output, claimed, default_output
-
-    if launched_world_size() > 1:  # started by accelerate launch, torchrun or `--num-processes`
-        from llamagym.distributed.parallel_run import train_parallel
-
-        return train_parallel(config, output, resume=resume, overwrite=overwrite, show_progress=show_progress)
-    output = Path(output) if output else default_output(config.agent, config.env)
-    check_output(output, resume, overwrite)
-    tracker_names(config.report_to)  # an unknown or missing tracker fails before anything is written
-    if resume:
-        check_resumable(config_from_run(output) or config, config)
-    env_spec = get_registry().env(config.env)
-    updates = planned_updates(env_spec, config)
-    agent = build_agent(config)
-    agent.trainer.planned_updates = updates
-    engine = make_engine(agent, env_spec, config)
-    try:
-        with claimed(output, resume, overwrite):
-            return _train_in(output, agent, engine, config, resume, show_progress)
-    finally:
-        engine.close()
-
-
-def _train_in(output: Path, agent: Any, engine: Any, config: RunConfig, resume: bool,
-              show_progress: bool) -> dict[str, Any]:
-    from llamagym.run.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, load_engine_state, remove_staging, save_model_dir
-    from llamagym.errors import TrainingError
-    from llamagym.run.interrupts import stop_requests
-    from llamagym.run.metrics import truncate_jsonl
-    from llamagym.run.recorder import EPISODES_FILE, METRICS_FILE, RunRecorder, StopRun, fresh_state
-
-    state = fresh_state()
-    if resume:
-        remove_staging(output)
-        checkpoint = latest_checkpoint(output)
-        if checkpoint is not None:
-            engine_state = load_engine_state(checkpoint)
-            if engine_state is not None and hasattr(engine, "load_state_dict"):
-                engine.load_state_dict(engine_state)  # first: refilling the pool draws from the RNGs restored next
-            state.update({k: v for k, v in load_checkpoint(checkpoint, agent).items() if k != "config"})
-    _write_config(output, config, state, resume)
-    truncate_jsonl(output / METRICS_FILE, state["metrics_rows"])
-    truncate_jsonl(output / EPISODES_FILE, state["episode_rows"])
-    with stop_requests() as stop:
-        recorder = RunRecorder(output, agent, config, state, stop, show_progress,
-                               engine_state=getattr(engine, "state_dict", None))
-        try:
-            # in-flight episodes of a stopped run are dropped; a resumed run goes on from the committed index
-            engine.run(config.episodes - state["episodes"], start_index=state["next_index"],
-                       on_episode=recorder.on_episode, on_update=recorder.on_update)
-            if agent.buffer:
-                recorder.on_update(agent.train())
-            recorder.commit()
-        except StopRun:
-            pass
-        except TrainingError as exc:
-            path = recorder.checkpoint()
-            raise TrainingError(f"{exc}. The run stopped; its last good state is in {path}: continue with "
-                                f"`llamagym run --resume {output}` (flags given with --resume change settings)"
-                                ) from None
-        finally:
-            recorder.close()
-        engine.close()  # a game engine drops its frozen opponents' adapters: only learners are saved
-        checkpoint = recorder.checkpoint()  # a signal from here on is already being answered
-        save_model_dir(agent, output / ADAPTER_DIR)
-    committed = recorder.committed
-    summary = {"output": str(output), "episodes": committed["episodes"], "updates": committed["updates"],
-               "dropped_episodes": committed["dropped_episodes"], "interrupted": stop.name or None,
-               "exit_code": stop.exit_code, "wall_time_s": committed["time_s"],
-               "last_100_return": recorder.running.mean_return(), "checkpoint": str(checkpoint),
-               "adapter": str(output / ADAPTER_DIR)}
-    atomic_write_text(output / SUMMARY_FILE, json.dumps(summary, indent=2))
-    return summary
-
-
-def _write_config(output: Path, config: RunConfig, state: dict[str, Any], resume: bool) -> None:
-    """`config.json`: the settings, and for a resumed run that changed some, when and what changed."""
-    from llamagym.run.checkpoint import atomic_write_text
-
-    path = output / CONFIG_FILE
-    record: dict[str, Any] = {"config": to_dict(config)}
-    if resume:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        changes = config_changes(build(RunConfig, record["config"]), config)
-        if not changes:
-            return
-        record["config"] = to_dict(config)
-        record.setdefault("changes", []).append({"update": state["updates"], "episode": state["episodes"],
-                                                 "settings": changes})
-    atomic_write_text(path, json.dumps(record, indent=2))
-
-
 def config_from_run(run_dir: Path) -> RunConfig | None:
     """The config a run directory was trained with (None if it is not a run directory)."""
     path = Path(run_dir) / CONFIG_FILE
@@ -265,4 +162,4 @@ def config_from_run(run_dir: Path) -> RunConfig | None:
         raise ConfigError(f"{str(path)!r} is not a llamagym run config: {exc}") from None
 
 
-__all__ = ["train", "resolve_config", "resume_config", "build_agent", "make_engine", "config_from_run"]
+__all__ = ["resolve_config", "resume_config", "build_agent", "make_engine", "config_from_run"]

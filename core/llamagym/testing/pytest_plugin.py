@@ -3,11 +3,18 @@ point): a tiny model built locally, and a plugin manager holding only what a tes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pluggy
 
 
 @pytest.fixture
-def llamagym_plugin_manager():
+def llamagym_plugin_manager() -> pluggy.PluginManager:
     """A plugin manager with the core's defaults only: register the plugin under test on it."""
     from llamagym.plugins.manager import build_plugin_manager
 
@@ -15,7 +22,7 @@ def llamagym_plugin_manager():
 
 
 @pytest.fixture
-def llamagym_tiny():
+def llamagym_tiny() -> tuple[Any, Any]:
     """(model, tokenizer): a randomly initialised two-layer Llama and a tokenizer trained locally."""
     from llamagym.testing import tiny_model_and_tokenizer
 
@@ -23,7 +30,7 @@ def llamagym_tiny():
 
 
 @pytest.fixture(scope="session")
-def llamagym_tiny_model_dir(tmp_path_factory):
+def llamagym_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model saved to disk, for `llamagym run --model DIR`."""
     from llamagym.testing import save_tiny_model
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from hypothesis import strategies as st
@@ -32,8 +32,8 @@ def space_values(space: Any) -> st.SearchStrategy:
         return hnp.arrays(np.int8, space.shape, elements=st.integers(0, 1))
     if isinstance(space, spaces.MultiDiscrete):
         nvec = np.asarray(space.nvec).reshape(-1)
-        start = np.asarray(space.start).reshape(-1)
-        return st.tuples(*(st.integers(int(s), int(s + n - 1)) for s, n in zip(start, nvec))).map(
+        starts = np.asarray(space.start).reshape(-1)
+        return st.tuples(*(st.integers(int(s), int(s + n - 1)) for s, n in zip(starts, nvec))).map(
             lambda values: np.asarray(values, dtype=space.dtype).reshape(space.shape))
     if isinstance(space, spaces.Tuple):
         return st.tuples(*(space_values(child) for child in space.spaces))
@@ -50,7 +50,7 @@ def _box_elements(space: Any) -> st.SearchStrategy:
     if np.issubdtype(space.dtype, np.integer):
         return st.integers(int(low), int(high))
     # one range for every element keeps the strategy simple; values are then clipped to each element's bounds
-    width = 32 if space.dtype == np.float32 else 64
+    width: Literal[32, 64] = 32 if space.dtype == np.float32 else 64
     return st.floats(low if np.isfinite(low) else None, high if np.isfinite(high) else None, allow_nan=False,
                      allow_infinity=False, width=width)
 

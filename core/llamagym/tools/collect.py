@@ -135,7 +135,7 @@ def collect(agent: Any, engine: Any, groups: int, *, best_of: int = 1, min_retur
         if on_episode is not None:
             on_episode(result)
 
-    engine.run(groups * best_of, on_episode=on_result)
+    engine.run(groups * best_of, learn=True, on_episode=on_result)  # training episodes: grouped seeds
     rows.sort(key=lambda r: r["index"])
     kept = best_per_group(rows, best_of)
     if min_return is not None:

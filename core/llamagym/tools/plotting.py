@@ -8,10 +8,10 @@ from typing import Any
 
 from llamagym.errors import UsageError
 from llamagym.run.metrics import read_jsonl
-from llamagym.run.metrics import METRICS_FILE
+from llamagym.run.rundir import METRICS_FILE
 from llamagym.run.rundir import CONFIG_FILE
+from llamagym.run.rundir import PLOT_FILE
 
-PLOT_FILE = "training.png"
 # (metrics key, panel title, fixed y range or None)
 PANELS = (("env/return_mean", "return (mean per update batch)", None),
           ("env/win_rate", "win rate", (-0.02, 1.02)),
@@ -32,7 +32,8 @@ def moving_average(values: list[float], window: int) -> list[float]:
 
 def series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     """(episodes trained so far, value) for every row that has a number under `key`."""
-    xs, ys = [], []
+    xs: list[float] = []
+    ys: list[float] = []
     for row in rows:
         value = row.get(key)
         if isinstance(value, (int, float)):

@@ -38,8 +38,11 @@ def plugin_names(name: str) -> dict[str, str]:
 def template_files(root: Traversable | None = None, prefix: tuple[str, ...] = ()
                    ) -> list[tuple[tuple[str, ...], Traversable]]:
     """(relative path parts, file) of every template file."""
-    root = root if root is not None else files("llamagym").joinpath(*TEMPLATE)
-    found = []
+    if root is None:
+        root = files("llamagym")
+        for part in TEMPLATE:  # one name per joinpath: Python 3.10's Traversable.joinpath takes only one
+            root = root.joinpath(part)
+    found: list[tuple[tuple[str, ...], Traversable]] = []
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.is_dir() and entry.name != "__pycache__":
             found += template_files(entry, prefix + (entry.name,))

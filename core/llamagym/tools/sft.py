@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from llamagym.errors import UsageError
+from llamagym.run.rundir import SFT_METRICS_FILE
 
 IGNORE_INDEX = -100  # label of a token the loss skips (prompt tokens)
-SFT_METRICS_FILE = "sft_metrics.jsonl"
 
 
 @dataclass
@@ -113,12 +113,13 @@ def sft_trainer(agent: Any, examples: Sequence[Example], settings: SFTSettings, 
     # trl turns checkpointing on by default; transformers >= 5.2x renamed the setting
     checkpointing = ("activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__
                      else "gradient_checkpointing")
+    no_checkpointing: dict[str, Any] = {checkpointing: False}
     args = SFTConfig(output_dir=scratch, num_train_epochs=settings.epochs, learning_rate=settings.learning_rate,
                      per_device_train_batch_size=settings.batch_size, lr_scheduler_type="constant",
                      logging_steps=max(1, steps // 20), save_strategy="no", report_to="none", seed=seed,
                      max_length=None, use_cpu=agent.device.type == "cpu", bf16=dtype is torch.bfloat16,
                      fp16=dtype is torch.float16, disable_tqdm=not show_progress, log_level="warning",
-                     **{checkpointing: False})
+                     **no_checkpointing)
     trainer = response_trainer_class()(agent.model, model=agent.model.pretrained_model, args=args,
                                        train_dataset=dataset, processing_class=agent.tokenizer)
     trainer.remove_callback(PrinterCallback)  # without a progress bar, transformers would print every log row
@@ -191,7 +192,8 @@ def run_sft(config: Any, data: Sequence[str], output: Path, settings: SFTSetting
     from llamagym.tools.collect import read_conversations
     from llamagym.config import to_dict
     from llamagym.run.rundir import CONFIG_FILE, check_output, claimed
-    from llamagym.run.setup import ADAPTER_DIR, SUMMARY_FILE, build_agent
+    from llamagym.run.rundir import ADAPTER_DIR, SUMMARY_FILE
+    from llamagym.run.setup import build_agent
 
     check_output(output, resume=False, overwrite=overwrite)
     records = read_conversations(data)

@@ -12,7 +12,7 @@ from llamagym.rollout.games import opponents
 from llamagym.rollout.games.adapters import BASE, active_adapter, adapter_active, add_adapter, clone_agent, peft_model_of
 from llamagym.rollout.games.engine import GameEngine
 from llamagym.rollout.games.lineups import PerSeat, SelfPlay, VersusOpponent
-from llamagym.rollout.games.players import PolicyPlayer, ScriptedPlayer, random_move
+from llamagym.rollout.games.players import PolicyPlayer, ScriptedPlayer
 from llamagym.rollout.games.pool import SnapshotPool
 
 OPPONENT_ADAPTER = "opponent"
@@ -36,7 +36,8 @@ def build_game_engine(agent: Any, env_spec: EnvSpec, config: RunConfig) -> GameE
     else:
         opponent = make_opponent(agent, settings.opponent, env_spec.id, config.seed)
         lineup = VersusOpponent(main, opponent, settings.learner_seat)
-    return GameEngine(env_spec.make, lineup, kind=env_spec.kind, num_tables=config.num_envs, seed=config.seed)
+    return GameEngine(env_spec.make, lineup, kind=env_spec.kind, num_tables=config.num_envs, seed=config.seed,
+                      max_env_errors=config.max_env_errors)
 
 
 def separate_policies(agent: Any, main: PolicyPlayer, seats: list[str]) -> dict[str, PolicyPlayer]:
@@ -51,14 +52,13 @@ def separate_policies(agent: Any, main: PolicyPlayer, seats: list[str]) -> dict[
 
 
 def make_opponent(agent: Any, name: str, env_id: str, seed: int = 0) -> Any:
-    """The fixed opponent called `name` (see `llamagym.rollout.games.opponents`)."""
-    if name == opponents.RANDOM:
-        return ScriptedPlayer(random_move, opponents.RANDOM, seed)
+    """The fixed opponent called `name` (see `llamagym.rollout.games.opponents`): `base`, a checkpoint directory, or
+    a scripted one (`random` included) found in the plugins."""
     if name == opponents.BASE_MODEL:
         peft_model_of(agent, "the base-model opponent")
         return PolicyPlayer(clone_agent(agent, seed_offset=1), opponents.BASE_MODEL, adapter=BASE, learns=False)
     if opponents.is_checkpoint(name):
-        from llamagym.cli.evaluate import find_adapter
+        from llamagym.run.rundir import find_adapter
 
         add_adapter(agent, OPPONENT_ADAPTER, weights=str(find_adapter(Path(name).expanduser())))
         return PolicyPlayer(clone_agent(agent, seed_offset=1), f"checkpoint {name}", adapter=OPPONENT_ADAPTER,

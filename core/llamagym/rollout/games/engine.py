@@ -1,6 +1,7 @@
 """The multi-agent rollout engine: many game tables at once. Every seat waiting to move, across all tables, is
 answered in one batched generation per policy; each seat's turns form its own episode (slot `(table, seat)`)
-with its own rewards, and PPO runs whenever a learning policy's batch is full.
+with its own rewards. Each learning seat's finished episode is yielded to the run loop, which trains a policy
+whenever its batch is full and tells the engine (`after_update`).
 
 The illegal-move rule: a move that is not in the seat's legal moves (or that the agent could not parse) is
 replaced by a uniformly random legal move; the turn counts as invalid and its reward gets the policy's
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamagym.errors import TrainingError
-from llamagym.rollout.gym import EpisodeResult, episode_seed
+from llamagym.rollout.engine import EpisodeResult, Event, Finished, Learner, Trajectory, episode_seed, play_through
 from llamagym.rollout.games.adapters import BASE, remove_adapter
 from llamagym.rollout.games.observation import SeatObservation
 from llamagym.rollout.games.players import random_move
@@ -82,7 +82,7 @@ class GameEngine:
         self.tables = [make_table(make_env(), kind) for _ in range(num_tables)]
         self.num_envs = num_tables
         self.seats = self.tables[0].seats
-        self.env_steps = self.env_errors = 0
+        self.env_steps = 0
         self.updates: dict[int, int] = {}
         self.stats = GameStats()
         self._rng = random.Random(seed)
@@ -94,36 +94,47 @@ class GameEngine:
     def main(self) -> Any:
         return self.lineup.main
 
-    def run(self, episodes: int, *, learn: bool = True, start_index: int = 0,
-            on_episode: Callable[[GameResult], None] | None = None,
-            on_update: Callable[[dict[str, float]], None] | None = None) -> list[GameResult]:
-        """Play games `start_index .. start_index + episodes - 1`; with `learn`, train as batches fill.
+    def learners(self) -> list[Learner]:
+        """Every learning policy, the main one last (the order the run's last updates take them)."""
+        others = [p for p in self.lineup.players() if p.learns and p is not self.main]
+        return [*others, self.main] if getattr(self.main, "learns", False) else others
 
-        At the end, the policies this engine created (not the main one, which belongs to the caller) train on
-        whatever they still hold."""
+    def run(self, episodes: int, *, learn: bool = False, start_index: int = 0,
+            on_episode: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+        """Play games without training (evaluation, collection)."""
+        return play_through(self, episodes, learn=learn, start_index=start_index, on_episode=on_episode)
+
+    def play(self, episodes: int, *, learn: bool = True, start_index: int = 0) -> Iterator[Event]:
+        """Play games `start_index .. start_index + episodes - 1`, yielding each learning seat's episode and each
+        game as they end."""
         for player in self.lineup.players():
             player.reset()
-        self._learn, self._on_update, self._on_episode = learn, on_update, on_episode
-        self._results: list[GameResult] = []
+        self._learn = learn
         self._next, self._end = start_index, start_index + episodes
         games: dict[int, Game] = {}
         for table in range(min(self.num_envs, episodes)):
-            self._start(table, games)
+            yield from self._start(table, games)
         while games:
-            requests = self._requests(games)
+            requests = yield from self._requests(games)
             actions = self._act(requests)
             for table, seat_actions in _by_table(actions).items():
-                self._step(table, seat_actions, games)
-        if learn:
-            for player in self.lineup.players():
-                if player is not self.main:
-                    self._report(player, player.train_remaining())
-        return self._results
+                yield from self._step(table, seat_actions, games)
+
+    def after_update(self, learner: Learner, stats: dict[str, Any]) -> dict[str, Any]:
+        """Count the update (the self-play pool may take a snapshot); the main policy's stats gain its game results
+        since its last update, another policy's its name."""
+        key = id(learner)
+        self.updates[key] = self.updates.get(key, 0) + 1
+        self.lineup.after_update(learner, self.updates[key])
+        if learner is self.main:
+            return {**stats, **self.stats.pop()}
+        return {**stats, "policy": learner.name}
 
     # ---- one round: who must move, their moves, the steps --------------------------------------------------
 
-    def _requests(self, games: dict[int, Game]) -> dict[int, tuple[Any, dict]]:
-        """Every seat waiting to move, grouped by player; finished games are closed and their tables refilled."""
+    def _requests(self, games: dict[int, Game]) -> Generator[Event, None, dict[int, tuple[Any, dict]]]:
+        """Every seat waiting to move, grouped by player (the return value); finished games are closed (yielded)
+        and their tables refilled."""
         requests: dict[int, tuple[Any, dict]] = {}
         for table in list(games):
             while table in games:
@@ -131,13 +142,14 @@ class GameEngine:
                 try:
                     waiting, rewards = self.tables[table].advance()
                 except Exception as exc:
-                    self._fail(table, games, f"step of game {game.index} raised {type(exc).__name__}: {exc}")
+                    yield from self._finish(table, games, f"step of game {game.index} raised "
+                                                          f"{type(exc).__name__}: {exc}")
                     continue
                 self._reward(table, game, rewards)
                 if not waiting:
-                    self._finish(table, games)
+                    yield from self._finish(table, games)
                 elif all(game.lineup[seat].instant for seat in waiting):  # scripted seats move at once
-                    self._step(table, self._instant_moves(table, game, waiting), games)
+                    yield from self._step(table, self._instant_moves(table, game, waiting), games)
                 else:
                     for seat, observation in waiting.items():
                         player = game.lineup[seat]
@@ -169,12 +181,12 @@ class GameEngine:
         player.penalise_illegal(slot, replacement)
         return replacement
 
-    def _step(self, table: int, actions: dict[str, Any], games: dict[int, Game]) -> None:
+    def _step(self, table: int, actions: dict[str, Any], games: dict[int, Game]) -> Iterator[Event]:
         game = games[table]
         try:
             rewards = self.tables[table].step(actions)
         except Exception as exc:
-            self._fail(table, games, f"step of game {game.index} raised {type(exc).__name__}: {exc}")
+            yield from self._finish(table, games, f"step of game {game.index} raised {type(exc).__name__}: {exc}")
             return
         self.env_steps += 1
         self._reward(table, game, rewards)
@@ -187,7 +199,8 @@ class GameEngine:
 
     # ---- starting and ending games -------------------------------------------------------------------------
 
-    def _start(self, table: int, games: dict[int, Game]) -> None:
+    def _start(self, table: int, games: dict[int, Game]) -> Iterator[Event]:
+        """Reset `table` for the next game; one whose reset raises is yielded as dropped."""
         while self._next < self._end:
             index = self._next
             self._next += 1
@@ -195,27 +208,28 @@ class GameEngine:
             try:
                 self.tables[table].reset(seed)
             except Exception as exc:
-                self._env_error(f"reset of game {index} raised {type(exc).__name__}: {exc}")
+                yield Finished(GameResult(index, seed, 0.0, 0, 0, f"reset of game {index} raised "
+                                                                  f"{type(exc).__name__}: {exc}"))
                 continue
             lineup = self.lineup.seat(index, self.seats, random.Random(seed ^ LINEUP_SEED))
             games[table] = Game(index, seed, lineup, {seat: 0.0 for seat in self.seats})
             return
 
-    def _finish(self, table: int, games: dict[int, Game], error: str | None = None) -> None:
+    def _finish(self, table: int, games: dict[int, Game], error: str | None = None) -> Iterator[Event]:
+        """End the game at `table`: each learning seat's episode, then the game, then the table's next game."""
         game = games.pop(table)
         result = self._result(table, game, error)
         for seat, player in game.lineup.items():
             if error is not None:
                 player.drop((table, seat))
                 continue
-            stats = player.finish((table, seat), self._learn)
-            self._report(player, stats)
+            episode = player.finish((table, seat), self._learn)
+            if episode is not None and episode.turns:
+                yield Trajectory(player, episode)
         self.lineup.release(game.lineup)
         self.stats.add(result, any(p is not self.main for p in game.lineup.values()))
-        self._results.append(result)
-        if self._on_episode is not None:
-            self._on_episode(result)
-        self._start(table, games)
+        yield Finished(result)
+        yield from self._start(table, games)
 
     def _result(self, table: int, game: Game, error: str | None) -> GameResult:
         mine = [seat for seat, player in game.lineup.items() if player is self.main]
@@ -225,30 +239,6 @@ class GameEngine:
         return GameResult(game.index, game.seed, env_return, sum(len(e.turns) for e in episodes),
                           sum(e.invalid_turns for e in episodes), error, dict(game.returns),
                           {seat: player.name for seat, player in game.lineup.items()})
-
-    def _report(self, player: Any, stats: dict[str, float]) -> None:
-        if not stats:
-            return
-        key = id(player)
-        self.updates[key] = self.updates.get(key, 0) + 1
-        self.lineup.after_update(player, self.updates[key])
-        if player is self.main:
-            stats = {**stats, **self.stats.pop()}
-        else:
-            stats = {**stats, "policy": player.name}
-        if self._on_update is not None:
-            self._on_update(stats)
-
-    def _fail(self, table: int, games: dict[int, Game], message: str) -> None:
-        self._env_error(message)
-        self._finish(table, games, error=message)
-
-    def _env_error(self, message: str) -> None:
-        self.env_errors += 1
-        logger.warning("environment error (%d so far): %s; the game is dropped", self.env_errors, message)
-        if self.env_errors >= self.max_env_errors:
-            raise TrainingError(f"{self.env_errors} environment errors (limit {self.max_env_errors}); the last: "
-                                f"{message}")
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs besides the main policy: the lineup's own state (other seats' policies, the

@@ -25,7 +25,9 @@ class GameAgent(Agent):
         """The move the response names; raise `ActionParseError` if it names none."""
         raise NotImplementedError(f"{type(self).__name__} must define parse_move(response, observation)")
 
-    def extract_action(self, response: str, observation: SeatObservation) -> Any:
+    # ignore: Agent.extract_action documents that a subclass may also take the observation; the built-in
+    # llamagym_extract_action hook passes it to a method written so (see plugins/builtin/agent_methods.py)
+    def extract_action(self, response: str, observation: SeatObservation) -> Any:  # type: ignore[override]
         move = self.parse_move(response, observation)
         if isinstance(observation, SeatObservation) and not observation.is_legal(move):
             raise IllegalMoveError(f"move {move!r} is not legal now (legal: {observation.legal_actions})")
@@ -34,5 +36,5 @@ class GameAgent(Agent):
     def fallback_action(self, observation: Any) -> Any:
         """A uniformly random legal move; the base rule when the observation carries no legal moves."""
         if isinstance(observation, SeatObservation) and observation.legal_actions:
-            return self._rng.choice(observation.legal_actions)
+            return self.rng.choice(observation.legal_actions)
         return super().fallback_action(observation)

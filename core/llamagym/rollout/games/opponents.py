@@ -1,5 +1,6 @@
-"""Named opponents for games: `random` (uniform legal moves), `base` (the untrained model), a directory holding
-a saved adapter (a frozen checkpoint), or a scripted opponent a plugin registers with `llamagym_register_opponents`.
+"""Named opponents for games: a scripted opponent a plugin registers with `llamagym_register_opponents` (the core's
+built-in plugin `llamagym.opponents` registers `random`, uniform legal moves, the same way), `base` (the untrained
+model) or a directory holding a saved adapter (a frozen checkpoint).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Any
 import pluggy
 
 from llamagym.errors import PluginError, UnknownNameError
+from llamagym.plugins.calling import call_registration_hook
 from llamagym.plugins.registry import import_object
 
 logger = logging.getLogger(__name__)
 
-RANDOM = "random"
+RANDOM = "random"  # scripted: registered by the built-in plugin `llamagym.plugins.builtin.opponents`
 BASE_MODEL = "base"
-BUILT_IN = {RANDOM: "uniformly random legal moves", BASE_MODEL: "the base model with its LoRA adapters off"}
+# the built-in opponents that are not scripted (not registered through the hook), by name
+BUILT_IN = {BASE_MODEL: "the base model with its LoRA adapters off"}
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,11 @@ def scripted_opponents(pm: pluggy.PluginManager) -> list[OpponentSpec]:
     """Every scripted opponent the loaded plugins register; one name may serve different envs. A plugin whose
     registration raises is logged and skipped, as with agents and envs."""
     specs: list[OpponentSpec] = []
-    for impl in pm.hook.llamagym_register_opponents.get_hookimpls():
-        try:
-            impl.function(register=_register_into(specs, impl.plugin_name))
-        except PluginError:
-            raise
-        except Exception as exc:
-            logger.warning("plugin %r: llamagym_register_opponents raised %s: %s", impl.plugin_name,
-                           type(exc).__name__, exc)
+
+    def failed(plugin: str, exc: Exception) -> None:
+        logger.warning("plugin %r: llamagym_register_opponents raised %s: %s", plugin, type(exc).__name__, exc)
+
+    call_registration_hook(pm, "llamagym_register_opponents", lambda plugin: _register_into(specs, plugin), failed)
     return specs
 
 
@@ -84,7 +84,8 @@ def find_scripted(pm: pluggy.PluginManager, name: str, env_id: str) -> OpponentS
 
 
 def check_opponent(pm: pluggy.PluginManager, name: str, env_id: str) -> str:
-    """`name` if it is a built-in opponent, a directory or a scripted opponent for `env_id`; else a clear error."""
+    """`name` if it is `base`, a directory or a scripted opponent for `env_id` (`random` among them); else a clear
+    error."""
     if name in BUILT_IN or is_checkpoint(name):
         return name
     find_scripted(pm, name, env_id)

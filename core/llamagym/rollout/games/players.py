@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any
+from typing import Any, ContextManager
+
+from llamagym.agent.episode import Episode
 
 from llamagym.rollout.games.adapters import adapter_active, adapter_state, load_adapter_state
 from llamagym.rollout.games.observation import SeatObservation
@@ -35,23 +37,17 @@ class PolicyPlayer:
     def episode(self, slot: Hashable) -> Any:
         return self.agent.current_episode(slot)
 
-    def finish(self, slot: Hashable, learn: bool) -> dict[str, float]:
-        """End the slot's episode; store it for training if learning (PPO runs once a batch is full)."""
-        if learn and self.learns:
-            with adapter_active(self.agent, self.adapter):
-                return self.agent.terminate_episode(slot)
-        self.agent.end_episode(slot)
-        return {}
+    def finish(self, slot: Hashable, learn: bool) -> Episode | None:
+        """End the slot's episode; a learning player's is returned, for the run loop to store and train on."""
+        episode = self.agent.end_episode(slot)
+        return episode if learn and self.learns else None
 
     def drop(self, slot: Hashable) -> None:
         self.agent.end_episode(slot)
 
-    def train_remaining(self) -> dict[str, float]:
-        """One PPO update on the episodes stored so far, if any."""
-        if not (self.learns and self.agent.buffer):
-            return {}
-        with adapter_active(self.agent, self.adapter):
-            return self.agent.train()
+    def training(self) -> ContextManager[None]:
+        """Its adapter active, for its updates."""
+        return adapter_active(self.agent, self.adapter)
 
     def reset(self) -> None:
         self.agent.reset_conversations()
@@ -64,7 +60,7 @@ class PolicyPlayer:
         agent = self.agent
         return {"adapter": adapter_state(agent, self.adapter),
                 "value_head": {k: v.detach().cpu().clone() for k, v in agent.model.v_head.state_dict().items()},
-                "trainer": agent.trainer.state_dict(), "rng": agent._rng.getstate(),
+                "trainer": agent.trainer.state_dict(), "rng": agent.rng.getstate(),
                 "counters": dict(agent.counters), "buffer": list(agent.buffer)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -76,7 +72,7 @@ class PolicyPlayer:
         load_adapter_state(agent, self.adapter, state["adapter"])
         agent.model.v_head.load_state_dict(state["value_head"])
         restore_trainer(agent, state["trainer"])
-        agent._rng.setstate(state["rng"])
+        agent.rng.setstate(state["rng"])
         agent.counters.update(state["counters"])
         agent.buffer = list(state["buffer"])
 
@@ -112,14 +108,11 @@ class ScriptedPlayer:
     def episode(self, slot: Hashable) -> None:
         return None
 
-    def finish(self, slot: Hashable, learn: bool) -> dict[str, float]:
-        return {}
+    def finish(self, slot: Hashable, learn: bool) -> None:
+        return None
 
     def drop(self, slot: Hashable) -> None:
         pass
-
-    def train_remaining(self) -> dict[str, float]:
-        return {}
 
     def reset(self) -> None:
         pass

@@ -1,0 +1,155 @@
+"""The training loop: the whole algorithm of a run, for every engine (Gymnasium envs, PettingZoo games) and any
+number of processes. Engines only play and yield what happens; this loop stores each learning policy's episodes,
+decides when a batch is full, updates, records, checkpoints and stops:
+
+    for event in engine.play(episodes):
+        Trajectory  -> store the episode in its policy's batch; a full batch -> update (trainer.step: scores,
+                       advantages by GAE / GRPO / REINFORCE, PPO epochs), log its stats
+        Finished    -> log the episode; count environment errors; commit (the checkpoint point) once nothing
+                       waits untrained; stop at a SIGINT/SIGTERM
+        Drained     -> grouped batches (GRPO): train what is stored, so the next group starts on the new policy
+    then train what is left, and commit.
+
+Several processes (data-parallel PPO) are a seam here, not another loop: the `ProcessGroup` says when a batch is
+full (every process has played its share), runs the update as one collective step, and gathers the logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from llamagym.agent.agent import Agent
+from llamagym.run.interrupts import StopRequest
+from llamagym.rollout.engine import Drained, Engine, EpisodeResult, ErrorBudget, Finished, Learner, Trajectory
+
+
+class RunLog(Protocol):
+    """Where the loop records a run (`llamagym.run.recorder.RunRecorder`; `NoLog` records nothing)."""
+
+    def episode(self, result: EpisodeResult) -> None:
+        """An episode ended (or was dropped)."""
+
+    def update(self, learner: Learner, stats: dict[str, float]) -> None:
+        """`learner` made an update."""
+
+    def commit(self) -> None:
+        """Every logged episode has been trained on: the point a resumed run continues from."""
+
+
+class ProcessGroup(Protocol):
+    """The processes of a run: `OneProcess`, or `llamagym.distributed.replicas.Replicas` for N."""
+
+    size: int
+    rank: int
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's `value`, in rank order (a collective call)."""
+
+    def broadcast(self, value: Any) -> Any:
+        """Process 0's `value`, on every process."""
+
+    def barrier(self) -> None: ...
+
+    def batch_full(self, learner: Learner, finished: int) -> bool:
+        """Whether `learner` updates now, after this process has ended `finished` episodes."""
+
+    def train(self, agent: Agent) -> dict[str, float]:
+        """One update of `agent` on its stored batch (empty stats if there was nothing to train on)."""
+
+    def remaining_updates(self, learner: Learner, episodes: int) -> int:
+        """How many updates `learner` still makes once this process has played its `episodes`."""
+
+    def stop_requested(self, stop: StopRequest | None) -> bool:
+        """Whether the run stops now (every process agrees)."""
+
+
+class OneProcess:
+    """A run in one process: a batch is full when `batch_size` episodes are stored."""
+
+    size, rank = 1, 0
+
+    def gather(self, value: Any) -> list[Any]:
+        return [value]
+
+    def broadcast(self, value: Any) -> Any:
+        return value
+
+    def barrier(self) -> None:
+        pass
+
+    def batch_full(self, learner: Learner, finished: int) -> bool:
+        agent = learner.agent
+        return len(agent.buffer) >= agent.ppo_config.batch_size
+
+    def train(self, agent: Agent) -> dict[str, float]:
+        return agent.train()
+
+    def remaining_updates(self, learner: Learner, episodes: int) -> int:
+        return 1 if learner.agent.buffer else 0
+
+    def stop_requested(self, stop: StopRequest | None) -> bool:
+        return stop is not None and stop.requested
+
+
+class NoLog:
+    """Records nothing (tests, benchmarks and the Agent API's own loop use the returned results)."""
+
+    def episode(self, result: EpisodeResult) -> None:
+        pass
+
+    def update(self, learner: Learner, stats: dict[str, float]) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+
+def train_loop(engine: Engine, episodes: int, *, start_index: int = 0, log: RunLog | None = None,
+               group: ProcessGroup | None = None, stop: StopRequest | None = None) -> list[EpisodeResult]:
+    """Play episodes `start_index .. start_index + episodes - 1` on `engine`, training as batches fill; returns
+    the results of the episodes played. Stops early (after committing) when `stop` is requested."""
+    log, group = log or NoLog(), group or OneProcess()
+    learners = engine.learners()  # the main policy last
+    main = learners[-1]
+    budget = ErrorBudget(engine.max_env_errors)
+    results: list[EpisodeResult] = []
+
+    stopped = False
+
+    def update(learner: Learner) -> None:
+        nonlocal stopped
+        with learner.training():
+            stats = group.train(learner.agent)  # trainer.step: score, advantages, PPO epochs
+        if stats:
+            log.update(learner, engine.after_update(learner, stats))
+        if group.size > 1:  # processes commit, and agree to stop, together: right after each update
+            log.commit()
+            stopped = group.stop_requested(stop)
+
+    for event in engine.play(episodes, start_index=start_index):
+        if isinstance(event, Trajectory):  # a learning policy's episode ended: store it for its next update
+            event.learner.agent.buffer.append(event.episode)
+        elif isinstance(event, Drained):  # grouped batches: train on this one before the next starts
+            for learner in learners:
+                if learner.agent.buffer:
+                    update(learner)
+        else:  # an episode (a game) ended or was dropped
+            results.append(event.result)
+            log.episode(event.result)
+        for learner in learners:
+            if group.batch_full(learner, len(results)):
+                update(learner)
+        if isinstance(event, Finished):
+            if group.size == 1 and not main.agent.buffer:
+                log.commit()  # nothing waits untrained: a resumed run continues from here
+            budget.count(event.result)  # too many environment errors in a row: TrainingError
+            if group.size == 1:
+                stopped = group.stop_requested(stop)
+        if stopped:
+            return results
+    for learner in learners:  # what is left, the main policy last
+        for _ in range(group.remaining_updates(learner, episodes)):
+            update(learner)
+    log.commit()
+    return results
+

@@ -1,0 +1,201 @@
+"""A training run from start to finish, as `llamagym run` does it, in one process or in each of N: claim the run
+directory, build the agent and its engine, resume from the latest checkpoint, run `train_loop` with the recorder,
+then the final checkpoint, the adapter and `summary.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from llamagym.config import RunConfig, build, to_dict
+from llamagym.errors import TrainingError, UsageError
+from llamagym.plugins.registry import get_registry
+from llamagym.rollout.engine import Engine
+from llamagym.run.checkpoint import (atomic_write_text, load_checkpoint, load_engine_state, remove_staging,
+                                     save_model_dir)
+from llamagym.run.interrupts import StopRequest, stop_requests
+from llamagym.run.loggers import tracker_names
+from llamagym.run.loop import OneProcess, ProcessGroup, train_loop
+from llamagym.run.metrics import truncate_jsonl
+from llamagym.run.recorder import RunRecorder, fresh_state
+from llamagym.run.rundir import (ADAPTER_DIR, CONFIG_FILE, EPISODES_FILE, METRICS_FILE, SUMMARY_FILE, check_output,
+                                 claimed, default_output, latest_checkpoint)
+from llamagym.run.setup import (build_agent, check_resumable, config_changes, config_from_run, make_engine,
+                                planned_updates)
+
+
+def train(config: RunConfig, output: Path | None = None, *, resume: bool = False, overwrite: bool = False,
+          show_progress: bool = True) -> dict[str, Any]:
+    """Run training as `llamagym run` does; returns the summary also written to `summary.json`.
+
+    Started by a launcher (`--num-processes`, `accelerate launch`, torchrun), each process runs this with its
+    share of the episodes; process 0 writes the files. The first SIGINT/SIGTERM stops at the next episode
+    boundary (after the next update, with several processes) with a final checkpoint (the summary's
+    `interrupted` names the signal); a second raises `ForcedStop` at once. A `TrainingError` (repeated NaNs,
+    repeated environment errors) is raised after a checkpoint of the last good state is written."""
+    group = process_group(config)
+    try:
+        output = Path(group.broadcast(str(output or default_output(config.agent, config.env))))
+        on_main(group, lambda: check_output(output, resume, overwrite))
+        tracker_names(config.report_to)  # an unknown or missing tracker fails before anything is written
+        if resume:
+            check_resumable(config_from_run(output) or config, config)
+        env_spec = get_registry().env(config.env)
+        updates = planned_updates(env_spec, config, group.size)
+        agent = build_agent(_process_config(config, group))
+        agent.trainer.planned_updates = updates
+        engine = make_engine(agent, env_spec, config)
+        if group.size > 1:
+            group.place(engine, config.env)  # type: ignore[attr-defined]
+        try:
+            with _claimed(group, output, resume, overwrite):
+                return _train_in(output, agent, engine, config, resume, show_progress, group)
+        finally:
+            engine.close()
+    finally:
+        if group.size > 1:
+            group.close()  # type: ignore[attr-defined]
+
+
+def process_group(config: RunConfig) -> ProcessGroup:
+    """`OneProcess`, or the data-parallel `Replicas` when a launcher started several processes."""
+    from llamagym.distributed.launch import launched_world_size
+
+    if launched_world_size() == 1:
+        return OneProcess()
+    from llamagym.distributed.group import init_data_parallel
+    from llamagym.distributed.launch import check_launch_settings
+    from llamagym.distributed.replicas import Replicas
+    from llamagym.algo.advantages import check_data_parallel
+
+    check_launch_settings()
+    check_data_parallel(config.ppo)
+    return Replicas(init_data_parallel(config.device))
+
+
+def _process_config(config: RunConfig, group: ProcessGroup) -> RunConfig:
+    """The config of this process: its own device in a run of several."""
+    if group.size == 1:
+        return config
+    from llamagym.distributed.group import process_device
+
+    return dataclasses.replace(config, device=process_device(config.device, group.dp.local_rank))  # type: ignore[attr-defined]
+
+
+def on_main(group: ProcessGroup, action: Any) -> None:
+    """Run `action` on process 0 only; a usage error it raises is raised on every process."""
+    message = None
+    if group.rank == 0:
+        try:
+            action()
+        except UsageError as exc:
+            message = str(exc)
+    message = group.broadcast(message)
+    if message is not None:
+        raise UsageError(message)
+
+
+class _claimed:
+    """The run directory, created and locked by process 0 for the run; the others wait until it is ready."""
+
+    def __init__(self, group: ProcessGroup, output: Path, resume: bool, overwrite: bool):
+        self.group, self.context = group, claimed(output, resume, overwrite) if group.rank == 0 else None
+
+    def __enter__(self) -> None:
+        message = None
+        if self.context is not None:
+            try:
+                self.context.__enter__()
+            except UsageError as exc:  # in use by another run: every process says so
+                message = str(exc)
+        message = self.group.broadcast(message)
+        if message is not None:
+            raise UsageError(message)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.context is not None:
+            self.context.__exit__(*exc)  # removes a new run directory that holds no checkpoint; never swallows
+
+
+def _train_in(output: Path, agent: Any, engine: Engine, config: RunConfig, resume: bool, show_progress: bool,
+              group: ProcessGroup) -> dict[str, Any]:
+    state = fresh_state()
+    if resume:
+        if group.rank == 0:
+            remove_staging(output)
+        group.barrier()
+        checkpoint = latest_checkpoint(output)
+        if checkpoint is not None:
+            engine_state = load_engine_state(checkpoint)
+            if engine_state is not None:
+                engine.load_state_dict(engine_state)  # first: refilling the pool draws from the RNGs restored next
+            state.update({k: v for k, v in load_checkpoint(checkpoint, agent).items()
+                          if k not in ("config", "processes")})
+    if group.size > 1:
+        group.prepare(agent, config.seed + state["updates"])  # type: ignore[attr-defined]
+    if group.rank == 0:
+        _write_config(output, config, state, resume)
+        truncate_jsonl(output / METRICS_FILE, state["metrics_rows"])
+        truncate_jsonl(output / EPISODES_FILE, state["episode_rows"])
+    group.barrier()
+    with stop_requests() as stop:
+        recorder = RunRecorder(output, agent, config, state, group, show_progress,
+                               engine_state=engine.state_dict if engine.state_dict() else None)
+        try:
+            # in-flight episodes of a stopped run are dropped; a resumed run goes on from the committed index
+            train_loop(engine, _share(group, config.episodes - state["episodes"]),
+                       start_index=_local_index(group, state["next_index"]), log=recorder, group=group, stop=stop)
+        except TrainingError as exc:
+            path = recorder.checkpoint()
+            raise TrainingError(f"{exc}. The run stopped; its last good state is in {path}: continue with "
+                                f"`llamagym run --resume {output}` (flags given with --resume change settings)"
+                                ) from None
+        finally:
+            recorder.close()
+        engine.close()  # a game engine drops its frozen opponents' adapters: only learners are saved
+        checkpoint = recorder.checkpoint()  # a signal from here on is already being answered
+        if group.rank == 0:
+            save_model_dir(agent, output / ADAPTER_DIR)
+    return group.broadcast(_summary(output, recorder, stop, checkpoint, group) if group.rank == 0 else None)
+
+
+def _share(group: ProcessGroup, episodes: int) -> int:
+    return group.share(episodes) if group.size > 1 else episodes  # type: ignore[attr-defined]
+
+
+def _local_index(group: ProcessGroup, index: int) -> int:
+    return group.local_index(index) if group.size > 1 else index  # type: ignore[attr-defined]
+
+
+def _summary(output: Path, recorder: RunRecorder, stop: StopRequest, checkpoint: Path | None,
+             group: ProcessGroup) -> dict[str, Any]:
+    committed = recorder.committed
+    summary = {"output": str(output), "episodes": committed["episodes"], "updates": committed["updates"],
+               "dropped_episodes": committed["dropped_episodes"], "interrupted": stop.name or None,
+               "exit_code": stop.exit_code, "wall_time_s": committed["time_s"],
+               "last_100_return": recorder.running.mean_return(), "checkpoint": str(checkpoint),
+               "adapter": str(output / ADAPTER_DIR)}
+    if group.size > 1:
+        summary["processes"] = group.size
+    atomic_write_text(output / SUMMARY_FILE, json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_config(output: Path, config: RunConfig, state: dict[str, Any], resume: bool) -> None:
+    """`config.json`: the settings, and for a resumed run that changed some, when and what changed."""
+    path = output / CONFIG_FILE
+    record: dict[str, Any] = {"config": to_dict(config)}
+    if resume:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        changes = config_changes(build(RunConfig, record["config"]), config)
+        if not changes:
+            return
+        record["config"] = to_dict(config)
+        record.setdefault("changes", []).append({"update": state["updates"], "episode": state["episodes"],
+                                                 "settings": changes})
+    atomic_write_text(path, json.dumps(record, indent=2))
+
+
+__all__ = ["train", "process_group"]
