@@ -7,7 +7,7 @@ from llamagym.testing.engines import play_and_store
 import torch
 
 from llamagym import ActionParseError, Agent, ConfigError
-from llamagym.agent.agent import apply_chat_template
+from llamagym.policy.policy import apply_chat_template
 
 
 class SeedBlackjackAgent(Agent):  # exactly as LlamaGym users write it

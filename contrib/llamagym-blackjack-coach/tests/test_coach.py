@@ -6,7 +6,7 @@ import gymnasium as gym
 import pytest
 
 from llamagym import Agent
-from llamagym.agent.agent import episode_stats
+from llamagym.agent.episode import episode_stats
 from llamagym_blackjack.agent import BlackjackAgent
 from llamagym_blackjack.strategy import HIT, STICK, basic_strategy
 from llamagym_blackjack_coach import plugin

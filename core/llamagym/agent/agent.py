@@ -22,14 +22,14 @@ from typing import Any
 
 import torch
 
-from llamagym.policy.backends import make_backend
 from llamagym.agent.choices import ChoiceTrie, build_trie
-from llamagym.config import PPO_ALIASES, PPO_IGNORED, GenerationConfig, PPOConfig, build
-from llamagym.agent.episode import Episode, Turn
-from llamagym.errors import ActionParseError, PluginError
-from llamagym.plugins.calling import call_hook
-from llamagym.policy.precision import autocast_factory, resolve_device, resolve_precision
+from llamagym.agent.episode import Episode, Turn, episode_stats
 from llamagym.algo.trainer import PPOTrainer
+from llamagym.config import PPO_ALIASES, PPO_IGNORED, GenerationConfig, PPOConfig, build
+from llamagym.errors import ActionParseError
+from llamagym.plugins.calling import call_hook, shaping_terms
+from llamagym.plugins.manager import get_plugin_manager
+from llamagym.policy.policy import Policy, apply_chat_template
 from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 
 logger = logging.getLogger(__name__)
@@ -67,32 +67,59 @@ class Agent:
                  generate_config_dict: Mapping[str, Any] | None = None,
                  ppo_config_dict: Mapping[str, Any] | None = None, *, action_space: Any = None,
                  plugin_manager: Any = None, precision: str = "auto", seed: int | None = None):
-        self.device = resolve_device(device)
-        self.model = AutoModelForCausalLMWithValueHead.wrap(model).to(self.device)
-        self.model.eval()
-        self.tokenizer = prepare_tokenizer(tokenizer)
-        self.generation = parse_generate_config(generate_config_dict)
-        self.generator = make_backend(self.generation.backend)
-        self.ppo_config = build(PPOConfig, dict(ppo_config_dict or {}), "ppo.", PPO_ALIASES, PPO_IGNORED)
-        self.autocast = autocast_factory(self.device, resolve_precision(precision, self.device))
+        generation = parse_generate_config(generate_config_dict)
+        ppo_config = build(PPOConfig, dict(ppo_config_dict or {}), "ppo.", PPO_ALIASES, PPO_IGNORED)
+        self.policy = Policy(model, tokenizer, device, generation, ppo_config, precision, seed)
         self.action_space = action_space
         if plugin_manager is None:
-            from llamagym.plugins.manager import get_plugin_manager
-
             plugin_manager = get_plugin_manager()
         self.plugin_manager = plugin_manager
         self.seed = seed
         self.rng = random.Random(seed)  # the agent's own draws: fallback actions
-        self.trainer = PPOTrainer(self.model, self.ppo_config, pad_token_id=self.tokenizer.pad_token_id,
-                                  temperature=self.generation.temperature, autocast=self.autocast,
-                                  seed=seed or 0)
-        self.eos_token_ids = eos_token_ids(self.tokenizer, self.model)
         self._conversations: dict[Hashable, Conversation] = {}
         self._last_valid_action: Any = None
         self._warned_invalid = False
         self._tries: dict[tuple[str, ...], ChoiceTrie] = {}
         self.buffer: list[Episode] = []
         self.counters = {"episodes": 0, "turns": 0, "invalid_turns": 0, "generated_tokens": 0}
+
+    # ---- the policy side, as the seed's Agent exposed it ---------------------------------------------------
+
+    @property
+    def model(self) -> AutoModelForCausalLMWithValueHead:
+        return self.policy.model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.policy.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
+    @property
+    def generation(self) -> GenerationConfig:
+        return self.policy.generation
+
+    @property
+    def ppo_config(self) -> PPOConfig:
+        return self.policy.ppo_config
+
+    @property
+    def trainer(self) -> PPOTrainer:
+        return self.policy.trainer
+
+    @property
+    def generator(self) -> Any:
+        return self.policy.generator
+
+    @property
+    def autocast(self) -> Any:
+        return self.policy.autocast
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        return self.policy.eos_token_ids
 
     # ---- the three methods a subclass writes -------------------------------------------------------------
 
@@ -156,8 +183,8 @@ class Agent:
         slots = list(observations)
         prompts = [self._prompt_ids(slot, observations[slot]) for slot in slots]
         tries = [self._choice_trie(observations[slot]) for slot in slots]
-        responses = self.generator.generate(self, prompts, self._is_complete,
-                                            tries if any(t is not None for t in tries) else None)
+        responses = self.policy.generate(prompts, self._is_complete,
+                                         tries if any(t is not None for t in tries) else None)
         actions = {}
         for slot, prompt, response, trie in zip(slots, prompts, responses, tries):
             actions[slot] = self._record_turn(slot, observations[slot], prompt, response.token_ids, trie)
@@ -201,6 +228,11 @@ class Agent:
         if len(self.buffer) >= self.ppo_config.batch_size:
             return self.train()
         return {}
+
+    def messages(self, slot: Hashable = 0) -> list[dict[str, str]] | None:
+        """A copy of the slot's conversation so far (system, user and assistant messages), if it has one."""
+        conversation = self._conversations.get(slot)
+        return list(conversation.messages) if conversation is not None else None
 
     def current_episode(self, slot: Hashable = 0) -> Episode | None:
         """The slot's episode in progress, if any."""
@@ -336,52 +368,7 @@ class Agent:
             return self.fallback_action(observation), False
 
     def _shaping_terms(self, turn: Turn, reward: float) -> list[tuple[str, float]]:
-        from llamagym.plugins.calling import shaping_terms
-
         return shaping_terms(self, reward, turn.observation, turn.response, turn.action)
-
-
-def episode_stats(episodes: list[Episode]) -> dict[str, float]:
-    """Return, win rate and invalid-action rate of a batch of episodes."""
-    returns = [e.env_return for e in episodes]
-    turns = sum(len(e.turns) for e in episodes)
-    shaping: dict[str, float] = {}  # each plugin's shaping terms, summed per episode
-    for turn in (t for e in episodes for t in e.turns):
-        for plugin, term in turn.shaping.items():
-            shaping[f"shaping/{plugin}"] = shaping.get(f"shaping/{plugin}", 0.0) + term / len(episodes)
-    return {"env/return_mean": sum(returns) / len(returns),
-            "env/win_rate": sum(r > 0 for r in returns) / len(returns),
-            "env/invalid_rate": sum(e.invalid_turns for e in episodes) / max(turns, 1),
-            "env/turns_per_episode": turns / len(episodes), "env/episodes": len(episodes), **shaping}
-
-
-def prepare_tokenizer(tokenizer: Any) -> Any:
-    """Left padding (generation needs it) and a pad token (the end-of-sequence token if there is none)."""
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
-def eos_token_ids(tokenizer: Any, model: AutoModelForCausalLMWithValueHead) -> set[int]:
-    """Every token id that ends a response: the tokenizer's and the generation config's."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    configured = getattr(getattr(model.base_model, "generation_config", None), "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
-    return ids
-
-
-def apply_chat_template(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of the conversation with the assistant's turn opened; a plain layout if there is no template."""
-    if getattr(tokenizer, "chat_template", None):
-        encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = encoded["input_ids"] if isinstance(encoded, Mapping) or hasattr(encoded, "keys") else encoded
-        return list(ids[0] if ids and isinstance(ids[0], list) else ids)
-    text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
-    return tokenizer(text, add_special_tokens=True)["input_ids"]
 
 
 def parse_generate_config(config: Mapping[str, Any] | None) -> GenerationConfig:
@@ -411,4 +398,4 @@ def _sample_space(space: Any, rng: random.Random) -> Any:
     return space.sample()
 
 
-__all__ = ["Agent", "Conversation", "episode_stats", "apply_chat_template"]
+__all__ = ["Agent", "Conversation"]

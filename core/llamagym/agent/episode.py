@@ -43,3 +43,17 @@ class Episode:
     @property
     def invalid_turns(self) -> int:
         return sum(not t.valid for t in self.turns)
+
+
+def episode_stats(episodes: list[Episode]) -> dict[str, float]:
+    """Return, win rate and invalid-action rate of a batch of episodes."""
+    returns = [e.env_return for e in episodes]
+    turns = sum(len(e.turns) for e in episodes)
+    shaping: dict[str, float] = {}  # each plugin's shaping terms, summed per episode
+    for turn in (t for e in episodes for t in e.turns):
+        for plugin, term in turn.shaping.items():
+            shaping[f"shaping/{plugin}"] = shaping.get(f"shaping/{plugin}", 0.0) + term / len(episodes)
+    return {"env/return_mean": sum(returns) / len(returns),
+            "env/win_rate": sum(r > 0 for r in returns) / len(returns),
+            "env/invalid_rate": sum(e.invalid_turns for e in episodes) / max(turns, 1),
+            "env/turns_per_episode": turns / len(episodes), "env/episodes": len(episodes), **shaping}

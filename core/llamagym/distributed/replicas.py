@@ -86,7 +86,7 @@ class Replicas:
 
     def episode_stats(self, episodes: list) -> dict[str, float]:
         """`agent.episode_stats` over the episodes of every process."""
-        from llamagym.agent.agent import episode_stats
+        from llamagym.agent.episode import episode_stats
 
         parts = self.dp.gather(episodes_summary(episodes))
         rows = [row for part in parts for row in part]

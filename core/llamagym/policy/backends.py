@@ -1,4 +1,4 @@
-"""Generation backends: what samples an Agent's responses (`generation.backend`).
+"""Generation backends: what samples a policy's responses (`generation.backend`).
 
 `transformers`, the default, samples with the policy model itself (`generation.sample_responses`): exact token
 ids, any device. `vllm` hands the prompt token ids to a vLLM engine on the GPU together with the current LoRA
@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llamagym.agent.choices import ChoiceTrie
 from llamagym.errors import ConfigError, UsageError
@@ -30,11 +30,11 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def generate(self, agent: Any, prompts: Sequence[Sequence[int]], is_complete: IsComplete,
+    def generate(self, policy: Policy, prompts: Sequence[Sequence[int]], is_complete: IsComplete,
                  choices: Sequence[ChoiceTrie | None] | None = None) -> list[Response]:
-        with agent.autocast():
-            return sample_responses(agent.model, prompts, agent.generation, eos_token_ids=agent.eos_token_ids,
-                                    pad_token_id=agent.tokenizer.pad_token_id, is_complete=is_complete,
+        with policy.autocast():
+            return sample_responses(policy.model, prompts, policy.generation, eos_token_ids=policy.eos_token_ids,
+                                    pad_token_id=policy.tokenizer.pad_token_id, is_complete=is_complete,
                                     choices=choices)
 
 
@@ -63,31 +63,31 @@ class VLLMBackend:
         self._workdir: tempfile.TemporaryDirectory | None = None
         self.adapter_dirs: list[Path] = []
 
-    def generate(self, agent: Any, prompts: Sequence[Sequence[int]], is_complete: IsComplete,
+    def generate(self, policy: Policy, prompts: Sequence[Sequence[int]], is_complete: IsComplete,
                  choices: Sequence[ChoiceTrie | None] | None = None) -> list[Response]:
         if choices is not None and any(trie is not None for trie in choices):
             raise ConfigError("generation.constrained (sampling only among the agent's action_choices) needs the "
                               "transformers backend: pass --no-constrained to sample with vllm")
         vllm = import_vllm()
-        request = self.sync_adapter(agent)
-        engine = self._engine(agent, vllm)
+        request = self.sync_adapter(policy)
+        engine = self._engine(policy, vllm)
         outputs = engine.generate([{"prompt_token_ids": list(p)} for p in prompts],
-                                  sampling_params(vllm, agent.generation, agent.eos_token_ids),
+                                  sampling_params(vllm, policy.generation, policy.eos_token_ids),
                                   lora_request=request, use_tqdm=False)
-        return [finish_response(out.outputs[0], agent.eos_token_ids, functools.partial(is_complete, row))
+        return [finish_response(out.outputs[0], policy.eos_token_ids, functools.partial(is_complete, row))
                 for row, out in enumerate(outputs)]
 
-    def sync_adapter(self, agent: Any) -> Any:
+    def sync_adapter(self, policy: Policy) -> Any:
         """The LoRA request for the policy's current weights: a new adapter directory and id after each update."""
-        update = agent.trainer.updates
+        update = policy.trainer.updates
         if self.request is not None and update == self.synced_update:
             return self.request
         from vllm.lora.request import LoRARequest
 
-        require_lora(agent)
+        require_lora(policy)
         self.adapter_id += 1
         directory = self._root() / f"adapter-{self.adapter_id:06d}-update-{update:06d}"
-        agent.model.pretrained_model.save_pretrained(directory)  # adapter_config.json + adapter weights only
+        policy.model.pretrained_model.save_pretrained(directory)  # adapter_config.json + adapter weights only
         self.adapter_dirs.append(directory)
         for old in self.adapter_dirs[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -101,28 +101,28 @@ class VLLMBackend:
             self._workdir = tempfile.TemporaryDirectory(prefix="llamagym-vllm-")
         return Path(self._workdir.name)
 
-    def _engine(self, agent: Any, vllm: Any) -> Any:
+    def _engine(self, policy: Policy, vllm: Any) -> Any:
         if self.engine is None:
             import torch
 
             dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
-            self.engine = vllm.LLM(model=base_model_path(agent), enable_lora=True, max_loras=1,
-                                   max_lora_rank=vllm_lora_rank(lora_rank(agent)), dtype=dtype,
-                                   gpu_memory_utilization=agent.generation.vllm_gpu_memory,
-                                   seed=agent.rng.randrange(2**31), skip_tokenizer_init=True)
+            self.engine = vllm.LLM(model=base_model_path(policy), enable_lora=True, max_loras=1,
+                                   max_lora_rank=vllm_lora_rank(lora_rank(policy)), dtype=dtype,
+                                   gpu_memory_utilization=policy.generation.vllm_gpu_memory,
+                                   seed=policy.seed or 0, skip_tokenizer_init=True)
         return self.engine
 
 
-def require_lora(agent: Any) -> None:
-    if not agent.model.is_peft_model:
+def require_lora(policy: Policy) -> None:
+    if not policy.model.is_peft_model:
         raise UsageError("generation.backend = vllm follows the policy through its LoRA adapter; full fine-tuning "
                          "(lora.enabled = false) would need the whole model copied into vLLM after each update: "
                          "enable LoRA or use --generation-backend transformers")
 
 
-def lora_rank(agent: Any) -> int:
-    require_lora(agent)
-    config = agent.model.pretrained_model.peft_config
+def lora_rank(policy: Policy) -> int:
+    require_lora(policy)
+    config = policy.model.pretrained_model.peft_config
     return max(int(c.r) for c in config.values())
 
 
@@ -134,9 +134,9 @@ def vllm_lora_rank(rank: int) -> int:
     raise ConfigError(f"lora.r = {rank} is larger than vLLM supports ({VLLM_LORA_RANKS[-1]})")
 
 
-def base_model_path(agent: Any) -> str:
+def base_model_path(policy: Policy) -> str:
     """Where the policy's base model was loaded from (a directory or hub id vLLM can load)."""
-    path = getattr(agent.model.base_model.config, "_name_or_path", "") or ""
+    path = getattr(policy.model.base_model.config, "_name_or_path", "") or ""
     if not path:
         raise UsageError("generation.backend = vllm needs a model loaded from a directory or Hugging Face id "
                          "(--model), so that vLLM can load the same base weights")

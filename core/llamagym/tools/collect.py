@@ -58,15 +58,15 @@ class Collecting:
         return text
 
     def terminate_episode(self, slot: Hashable = 0, truncated_observation: Any = None) -> dict[str, float]:
-        self.end_episode(slot)
+        self.end_episode(slot)  # never trains
         return {}
 
     def end_episode(self, slot: Hashable = 0) -> Any:
-        conversation = self._conversations.get(slot)  # type: ignore[attr-defined]
+        messages = self.messages(slot)  # type: ignore[attr-defined]
         episode = super().end_episode(slot)  # type: ignore[misc]
-        if conversation is not None and episode is not None and episode.turns:
-            self.finished.append(Finished(slot, list(conversation.messages), episode.env_return,
-                                          len(episode.turns), episode.invalid_turns))
+        if messages is not None and episode is not None and episode.turns:
+            self.finished.append(Finished(slot, messages, episode.env_return, len(episode.turns),
+                                          episode.invalid_turns))
         return episode
 
 

@@ -95,6 +95,6 @@ def clone_agent(agent: Any, seed_offset: int = 0) -> Any:
                         ppo_config_dict=dataclasses.asdict(agent.ppo_config),
                         action_space=agent.action_space, plugin_manager=agent.plugin_manager,
                         seed=None if agent.seed is None else agent.seed + seed_offset)
-    clone.autocast = agent.autocast
-    clone.trainer.autocast = agent.autocast
+    clone.policy.autocast = agent.policy.autocast
+    clone.trainer.autocast = agent.policy.autocast
     return clone
