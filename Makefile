@@ -25,6 +25,7 @@ run: $(STAMP)
 	$(VENV)/bin/llamagym run --agent blackjack --env Blackjack-v1 --episodes $(EPISODES) --overwrite -o runs/quickstart
 
 test: $(STAMP)
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -13,6 +13,11 @@ from typing import Any
 
 from llamagym.errors import ConfigError, UnknownNameError
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 
 def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,
            choices: tuple | None = None, exclusive_min: bool = False, flag: str | None = None) -> Any:
@@ -244,10 +249,6 @@ def build(cls: type, data: dict | None, where: str = "", aliases: dict | None = 
 
 def load_toml(path: str | Path) -> dict:
     """Read a TOML config file; a missing or malformed file is a ConfigError naming the file and the problem."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     path = Path(path)
     try:
         with path.open("rb") as handle:

@@ -78,5 +78,5 @@ def restrict_logits(logits: torch.Tensor, allowed: Iterable[tuple]) -> torch.Ten
     blocked = torch.zeros_like(logits, dtype=torch.bool)
     for *index, tokens in allowed:
         blocked[tuple(index)] = True
-        blocked[(*index, tokens)] = False
+        blocked[tuple(index) + (tokens,)] = False
     return logits.masked_fill(blocked, torch.finfo(logits.dtype).min)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ class Episode:
     """The turns of one episode of one agent (one seat, in a multi-player game)."""
 
     turns: list[Turn] = field(default_factory=list)
-    group: Any = None  # episodes of one group start alike (same reset seed): GRPO compares their returns
+    group: Hashable | None = None  # episodes of one group start alike (same reset seed): GRPO compares their returns
     # truncated (a time limit, not the end of the game): the prompt `act` would have shown next, whose value
     # PPO bootstraps from; None when the episode ended
     bootstrap_query: list[int] | None = None

@@ -10,9 +10,8 @@ than a per-group standard deviation, which over-weights groups whose returns nea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -30,7 +29,7 @@ class EpisodeSteps:
     rewards: torch.Tensor
     values: torch.Tensor
     discounts: torch.Tensor  # multiplies the next step's value: 1 within a turn, gamma between turns, 0 at the end
-    group: Any = None
+    group: Hashable | None = None
     bootstrap: float = 0.0  # truncated episodes: V(s_T), the value after the end (their last discount is gamma)
 
 
@@ -90,7 +89,7 @@ class GroupBaseline(Estimator):
                               "no group: the rollout engine sets them (Gymnasium envs); in your own loop set "
                               "agent.current_episode(slot).group = its reset seed before terminate_episode")
         returns = [discounted_return(e) for e in episodes]
-        members: dict[Any, list[float]] = {}
+        members: dict[Hashable, list[float]] = {}
         for episode, value in zip(episodes, returns):
             members.setdefault(episode.group, []).append(value)
         means = {group: sum(values) / len(values) for group, values in members.items()}

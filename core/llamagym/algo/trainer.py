@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ContextManager, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ContextManager, Protocol, TypeVar, cast
 
 import torch
 
@@ -115,13 +115,21 @@ def stack_right(tensors: Sequence[torch.Tensor], k: int, device: torch.device) -
     return out
 
 
-def length_grouped_minibatches(samples: Sequence[Sample], size: int, rng: random.Random,
-                               group_factor: int = 8) -> list[list[Sample]]:
+class _HasLength(Protocol):
+    @property
+    def length(self) -> int: ...
+
+
+_Sized = TypeVar("_Sized", bound=_HasLength)  # a Sample, or what stands for one (`global_batch._Slot`)
+
+
+def length_grouped_minibatches(samples: Sequence[_Sized], size: int, rng: random.Random,
+                               group_factor: int = 8) -> list[list[_Sized]]:
     """Shuffled minibatches in which sequences of similar length sit together, so little compute goes to
     padding: shuffle, cut into groups of `group_factor` minibatches, sort each group by length, slice it."""
     order = list(samples)
     rng.shuffle(order)
-    batches: list[list[Sample]] = []
+    batches: list[list[_Sized]] = []
     group = size * group_factor
     for start in range(0, len(order), group):
         chunk = sorted(order[start:start + group], key=lambda s: s.length)
@@ -286,7 +294,7 @@ class PPOTrainer:
 
     def _forward(self, model: AutoModelForCausalLMWithValueHead, batch: Batch, with_entropy: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+        from trl.trainer.utils import entropy_from_logits, selective_log_softmax  # trl: seconds to import
 
         with self.autocast():
             logits, values = model.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k,
@@ -296,7 +304,7 @@ class PPOTrainer:
         entropy = entropy_from_logits(logits) if with_entropy else None
         return logprobs, values, entropy
 
-    def _advantages(self, samples: list[Sample], n_episodes: int, groups: Sequence[Any] | None = None
+    def _advantages(self, samples: list[Sample], n_episodes: int, groups: Sequence[Hashable] | None = None
                     ) -> dict[str, float]:
         """Per-token rewards (KL penalty, env reward on each turn's last token), then the advantage estimator (GAE
         per episode by default) over each episode's tokens; `groups` are the episodes' groups (GRPO). An episode

@@ -1,5 +1,6 @@
 """The `llamagym` command line: run, eval, collect, sft, list, plugins, new, plot; one module per command, each
-adding itself to the group in `llamagym.cli.group`."""
+adding itself to the group in `llamagym.cli.group`. A command imports what is heavy (torch-backed code, tqdm) when
+it runs, so that `llamagym --help`, `list` and `plugins` stay fast and never import torch."""
 
 from __future__ import annotations
 

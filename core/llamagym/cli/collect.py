@@ -6,8 +6,13 @@ from pathlib import Path
 
 import click
 
-from llamagym.tools.collect import POLICIES
 from llamagym.cli.group import cli
+from llamagym.cli.settings import game_settings, run_settings
+from llamagym.errors import UsageError
+from llamagym.plugins.registry import get_registry
+from llamagym.run.rundir import find_adapter
+from llamagym.run.setup import build_agent, make_engine
+from llamagym.tools.collect import POLICIES, collect, collecting, write_jsonl
 
 
 @cli.command("collect")
@@ -45,13 +50,6 @@ def collect_command(agent: str | None, env: str | None, policy: str, checkpoint:
     --policy expert a plugin's expert policy answers, recorded as if the model had said it.
     """
     from tqdm.auto import tqdm
-
-    from llamagym.tools.collect import collect, collecting, write_jsonl
-    from llamagym.errors import UsageError
-    from llamagym.plugins.registry import get_registry
-    from llamagym.run.setup import build_agent, make_engine
-    from llamagym.run.rundir import find_adapter
-    from llamagym.cli.settings import game_settings, run_settings
 
     output_path = Path(output)
     if output_path.exists() and not overwrite:

@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 
 from llamagym.cli.group import cli
+from llamagym.config import RunConfig, build
+from llamagym.errors import UsageError
+from llamagym.plugins.manager import get_plugin_manager
+from llamagym.plugins.registry import get_registry
+from llamagym.rollout.games.opponents import check_opponent
+from llamagym.run import setup
 from llamagym.run.rundir import find_adapter
+from llamagym.run.setup import config_from_run, make_engine, resolve_config
+from llamagym.tools.evaluation import evaluate
 
 
 @cli.command("eval")
@@ -30,12 +38,6 @@ def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, oppone
     """Mean return (± standard error) and win/draw/loss rates of an agent, with no training."""
     from tqdm.auto import tqdm
 
-    from llamagym.config import RunConfig, build
-    from llamagym.errors import UsageError
-    from llamagym.tools.evaluation import evaluate
-    from llamagym.plugins.registry import get_registry
-    from llamagym.run.setup import build_agent, config_from_run, make_engine, resolve_config
-
     adapter = find_adapter(Path(checkpoint)) if checkpoint else None
     base = config_from_run(adapter) if adapter else None
     if base is None:  # no run to take settings from: the agent's preset, as training would use it
@@ -48,15 +50,13 @@ def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, oppone
     env_spec = get_registry().env(config.env)
     get_registry().agent(config.agent)
     if env_spec.kind != "gymnasium":
-        from llamagym.rollout.games.opponents import check_opponent
-        from llamagym.plugins.manager import get_plugin_manager
-
         opponent = check_opponent(get_plugin_manager(), opponent or "random", config.env)
         config = build(RunConfig, {"multiagent": {"play": "opponent", "opponent": opponent,
                                                   "learner_seat": "alternate"}}, base=config)
     elif opponent:
         raise UsageError(f"--opponent applies to PettingZoo games; {config.env!r} is a single-agent environment")
-    the_agent = build_agent(config, adapter=str(adapter) if adapter else None)
+    # looked up on the module at each call (tests wrap it)
+    the_agent = setup.build_agent(config, adapter=str(adapter) if adapter else None)
     engine = make_engine(the_agent, env_spec, config)
     with tqdm(total=episodes, unit="ep", disable=quiet, desc="evaluating") as bar:
         result = evaluate(the_agent, engine, episodes, greedy=not sample, on_episode=lambda r: bar.update(1))

@@ -9,6 +9,9 @@ import click
 
 from llamagym.cli.group import cli
 from llamagym.plugins.calling import BUILTIN_PREFIX
+from llamagym.plugins.manager import get_plugin_manager, plugin_records
+from llamagym.plugins.registry import get_registry
+from llamagym.rollout.games.opponents import BUILT_IN, OpponentSpec, scripted_opponents
 
 
 def _distribution_of(plugin: str, records: dict) -> str:
@@ -22,9 +25,6 @@ def _distribution_of(plugin: str, records: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def list_command(as_json: bool) -> None:
     """Installed agents and environments, with the package each comes from."""
-    from llamagym.plugins.manager import get_plugin_manager, plugin_records
-    from llamagym.plugins.registry import get_registry
-
     registry = get_registry()
     records = {r.name: r for r in plugin_records(get_plugin_manager())}
     agents = [{"name": s.name, "package": _distribution_of(s.plugin, records), "description": s.description}
@@ -55,9 +55,6 @@ def list_command(as_json: bool) -> None:
 def _opponents(records: dict) -> list[dict]:
     """Built-in and plugin-registered opponents for games (a run directory also works as --opponent): the core's
     scripted ones (`random`), its other built-ins (`base`), then the plugins' by name."""
-    from llamagym.rollout.games.opponents import BUILT_IN, OpponentSpec, scripted_opponents
-    from llamagym.plugins.manager import get_plugin_manager
-
     def row(s: OpponentSpec) -> dict[str, Any]:
         return {"name": s.name, "package": _distribution_of(s.plugin, records),
                 "envs": list(s.envs) if s.envs else None, "description": s.description}
@@ -75,9 +72,6 @@ def _opponents(records: dict) -> list[dict]:
 @click.option("--all", "show_all", is_flag=True, help="include the core's built-in hook implementations")
 def plugins_command(as_json: bool, show_all: bool) -> None:
     """Installed plugins: distribution, version, hooks implemented, agents and envs registered, load errors."""
-    from llamagym.plugins.manager import get_plugin_manager, plugin_records
-    from llamagym.plugins.registry import get_registry
-
     pm = get_plugin_manager()
     registry = get_registry()
     rows: list[dict[str, Any]] = []

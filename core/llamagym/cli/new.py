@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from llamagym.cli.group import cli
+from llamagym.tools.scaffold import plugin_names, scaffold_plugin
 
 
 @cli.command("new")
@@ -13,8 +14,6 @@ from llamagym.cli.group import cli
               help="folder in which to create llamagym-NAME/")
 def new_command(name: str, directory: str) -> None:
     """Scaffold llamagym-NAME: a pip-installable plugin with an agent, an env, hooks, a preset and tests."""
-    from llamagym.tools.scaffold import plugin_names, scaffold_plugin
-
     path = scaffold_plugin(name, directory)
     names = plugin_names(name)
     click.echo(f"created {path}\nnext:\n  cd {path}\n  pip install -e '.[test]'\n  llamagym plugins\n  pytest\n"

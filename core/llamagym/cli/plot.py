@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from llamagym.cli.group import cli
+from llamagym.tools.plotting import plot_run
 
 
 @cli.command("plot")
@@ -12,6 +13,4 @@ from llamagym.cli.group import cli
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG to write [default: RUN_DIR/training.png]")
 def plot_command(run_dir: str, output: str | None) -> None:
     """Plot return, win rate, KL and invalid-action rate over training from RUN_DIR/metrics.jsonl."""
-    from llamagym.tools.plotting import plot_run
-
     click.echo(f"wrote {plot_run(run_dir, output)}")

@@ -7,8 +7,15 @@ from typing import Any
 
 import click
 
-from llamagym.cli.group import cli
+from llamagym.cli.group import CliError, cli
 from llamagym.cli.options import collect_flags, config_options
+from llamagym.config import RunConfig
+from llamagym.distributed.launch import is_main_process, launch
+from llamagym.errors import UsageError
+from llamagym.policy.models import resolve_model_source
+from llamagym.run.interrupts import ForcedStop
+from llamagym.run.rundir import check_output, default_output
+from llamagym.run.setup import resolve_config, resume_config
 
 
 @cli.command("run")
@@ -34,13 +41,7 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     Ctrl-C (or SIGTERM) stops at the next episode boundary with a checkpoint, exiting with 130 (143);
     `--resume DIR` continues from there. A second Ctrl-C stops at once, keeping the previous checkpoint.
     """
-    from llamagym.errors import UsageError
-    from llamagym.run.interrupts import ForcedStop
-    from llamagym.distributed.launch import is_main_process
-    from llamagym.run.rundir import default_output
-    from llamagym.run.setup import resolve_config, resume_config
-    from llamagym.run.training import train
-    from llamagym.cli.group import CliError
+    from llamagym.run.training import train  # imports torch: not for --help
 
     flags = collect_flags({**values, "agent": agent, "env": env})
     if resume_dir:
@@ -74,13 +75,9 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     click.echo(f"adapter saved to {summary['adapter']}")
 
 
-def _launch(num_processes: int, config: Any, output: Path, resume: bool, overwrite: bool, quiet: bool
+def _launch(num_processes: int, config: RunConfig, output: Path, resume: bool, overwrite: bool, quiet: bool
             ) -> dict[str, Any]:
     """Check what can be checked here (output directory, model), then start the processes."""
-    from llamagym.distributed.launch import launch
-    from llamagym.policy.models import resolve_model_source
-    from llamagym.run.rundir import check_output
-
     check_output(output, resume, overwrite)
     resolve_model_source(config.model)
     verbose = click.get_current_context().find_root().params.get("verbose", False)

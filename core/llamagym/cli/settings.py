@@ -4,16 +4,17 @@ checkpoint's run or the agent's preset, and the opponent for games."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from llamagym.config import RunConfig, build
+from llamagym.errors import UsageError
+from llamagym.plugins.manager import get_plugin_manager
+from llamagym.rollout.games.opponents import check_opponent
+from llamagym.run.setup import config_from_run, resolve_config
 
 
 def run_settings(agent: str | None, env: str | None, model: str | None, seed: int, num_envs: int,
-                 adapter: Path | None, config_file: str | None, use_preset: bool) -> Any:
+                 adapter: Path | None, config_file: str | None, use_preset: bool) -> RunConfig:
     """The checkpoint's run config if there is one, else defaults < preset < config file; then the flags."""
-    from llamagym.config import RunConfig, build
-    from llamagym.errors import UsageError
-    from llamagym.run.setup import config_from_run, resolve_config
-
     base = config_from_run(adapter) if adapter else None
     if base is None:
         if not agent and not env and not config_file:
@@ -25,12 +26,8 @@ def run_settings(agent: str | None, env: str | None, model: str | None, seed: in
     return build(RunConfig, values, base=base)
 
 
-def game_settings(config: Any, opponent: str | None) -> Any:
+def game_settings(config: RunConfig, opponent: str | None) -> RunConfig:
     """The config for playing a game against `opponent` (default random), the agent taking each seat in turn."""
-    from llamagym.config import RunConfig, build
-    from llamagym.rollout.games.opponents import check_opponent
-    from llamagym.plugins.manager import get_plugin_manager
-
     opponent = check_opponent(get_plugin_manager(), opponent or "random", config.env)
     return build(RunConfig, {"multiagent": {"play": "opponent", "opponent": opponent, "learner_seat": "alternate"}},
                  base=config)

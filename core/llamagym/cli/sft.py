@@ -8,6 +8,10 @@ from typing import Any
 import click
 
 from llamagym.cli.group import cli
+from llamagym.run.rundir import default_output
+from llamagym.run.setup import resolve_config
+from llamagym.tools.collect import read_conversations
+from llamagym.tools.sft import SFTSettings, run_sft
 
 
 @cli.command("sft")
@@ -42,11 +46,6 @@ def sft_command(data: tuple[str, ...], agent: str | None, env: str | None, model
     Every assistant turn is tokenised exactly as the agent prompts the model (history window, chat template,
     response prefix), so the adapter learns the answers in the context where it will give them.
     """
-    from llamagym.tools.collect import read_conversations
-    from llamagym.run.rundir import default_output
-    from llamagym.run.setup import resolve_config
-    from llamagym.tools.sft import SFTSettings, run_sft
-
     first = read_conversations(data)[0] if data else {}
     flags: dict[str, Any] = {"agent": agent or first.get("agent"), "env": env or first.get("env"), "seed": seed}
     if model:

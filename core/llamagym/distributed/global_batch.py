@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -54,21 +54,23 @@ class GlobalBatch:
     def whiten(self, samples: Sequence[Sample]) -> None:
         """Advantages shifted to mean 0 and scaled to variance 1 over every process's tokens (as
         `ppo.masked_whiten` does over one process's)."""
-        local = torch.cat([s.advantages for s in samples]) if samples else torch.zeros(0)
+        # (the trainer has scored every sample by now: its tensors are set)
+        local = torch.cat([cast(torch.Tensor, s.advantages) for s in samples]) if samples else torch.zeros(0)
         count, total = self.dp.sum([local.numel(), float(local.double().sum())])
         mean = total / count
         squares = self.dp.sum([float((local.double() - mean).square().sum())])[0]
         variance = squares / (count - 1) if count > 1 else 0.0
         scale = (variance + 1e-8) ** -0.5
         for sample in samples:
-            sample.advantages = ((sample.advantages.double() - mean) * scale).float()
+            sample.advantages = ((cast(torch.Tensor, sample.advantages).double() - mean) * scale).float()
 
     def advantage_stats(self, samples: Sequence[Sample], kl_sums: list[float], non_score: list[float]
                         ) -> dict[str, float]:
         """The KL, KL-reward, return and value means over every process (the KL feeds the controller)."""
         kl, kl_reward, count, returns, values, tokens = self.dp.sum([
-            sum(kl_sums), sum(non_score), len(kl_sums), sum(float(s.returns.sum()) for s in samples),
-            sum(float(s.values.sum()) for s in samples), sum(len(s.response) for s in samples)])
+            sum(kl_sums), sum(non_score), len(kl_sums),
+            sum(float(cast(torch.Tensor, s.returns).sum()) for s in samples),
+            sum(float(cast(torch.Tensor, s.values).sum()) for s in samples), sum(len(s.response) for s in samples)])
         return {"ppo/kl": kl / count, "ppo/kl_reward": kl_reward / count, "ppo/returns_mean": returns / tokens,
                 "ppo/values_mean": values / tokens}
 

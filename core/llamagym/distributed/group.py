@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate import PartialState
 
 from llamagym.errors import UsageError
 
@@ -86,7 +87,7 @@ class DataParallel:
                 param.grad = part.clone()
 
 
-def _buckets(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+def _buckets(tensors: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
     """Tensors grouped by dtype and device into flat-able buckets of bounded size, in a fixed order."""
     groups: dict[tuple, list[list[torch.Tensor]]] = {}
     for tensor in tensors:
@@ -114,8 +115,6 @@ def process_device(requested: str, local_rank: int) -> str:
 
 def init_data_parallel(requested_device: str = "auto") -> DataParallel:
     """Join the process group the launcher described in the environment (gloo on CPU, NCCL on GPUs)."""
-    from accelerate import PartialState
-
     on_cpu = process_device(requested_device, 0) == "cpu"
     state = PartialState(cpu=on_cpu)
     if state.num_processes < 2:

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from llamagym import errors
+from llamagym.config import RunConfig
 from llamagym.errors import LlamaGymError, TrainingError, UsageError
 from llamagym.logs import configure_logging
 from llamagym.run.interrupts import STOP_FILE_ENV, ForcedStop
@@ -52,13 +54,13 @@ def check_launch_settings() -> None:
                              f"config without {name} (see docs/guides/scaling.md)")
 
 
-def launch(num_processes: int, config: Any, output: Path | None, *, resume: bool, overwrite: bool,
+def launch(num_processes: int, config: RunConfig, output: Path | None, *, resume: bool, overwrite: bool,
            show_progress: bool, verbose: bool = False) -> dict[str, Any]:
     """Run `train` in `num_processes` processes on this machine; returns process 0's summary.
 
     The first Ctrl-C (or SIGTERM to this process) asks every process to stop after its next update, with a
     checkpoint; a second one stops them at once (`ForcedStop`)."""
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError  # torch: not for --help
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     if launched_world_size() > 1:
@@ -103,11 +105,11 @@ def _signals_to(stop_file: Path) -> Iterator[None]:
         api._terminate_process_handler = original
 
 
-def _worker(config: Any, output: str | None, resume: bool, overwrite: bool, show_progress: bool,
+def _worker(config: RunConfig, output: str | None, resume: bool, overwrite: bool, show_progress: bool,
             verbose: bool, stop_file: str) -> dict[str, Any]:
     """One process of a `--num-processes` run (started by the elastic launcher with its rank in the environment).
     Ctrl-C reaches it through the launcher's stop file, so a terminal's SIGINT to every process counts once."""
-    from llamagym.run.training import train
+    from llamagym.run.training import train  # imports torch: not for --help
 
     configure_logging(verbose)
     os.environ[STOP_FILE_ENV] = stop_file
@@ -124,8 +126,6 @@ def _quiet_launcher(verbose: bool) -> None:
 
 def _child_error(exc: Any) -> LlamaGymError:
     """One line for the first process that failed: a llamagym error keeps its kind (usage errors exit with 2)."""
-    from llamagym import errors
-
     rank, failure = exc.get_first_failure()
     message = failure.message.get("message", "") if isinstance(failure.message, dict) else str(failure.message)
     name, _, text = message.partition(": ")

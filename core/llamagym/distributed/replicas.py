@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from llamagym.agent.agent import Agent
+from llamagym.agent.episode import Episode, Turn, episode_stats
 from llamagym.algo.advantages import check_data_parallel
 from llamagym.distributed.global_batch import GlobalBatch
 from llamagym.distributed.group import DataParallel
@@ -18,6 +19,7 @@ from llamagym.errors import UsageError
 from llamagym.rollout.engine import Engine, Learner
 from llamagym.rollout.gym import RolloutEngine
 from llamagym.run.interrupts import StopRequest
+from llamagym.run.setup import seed_everything
 
 PROCESS_SEED_STRIDE = 1_000_003
 
@@ -40,8 +42,6 @@ class Replicas:
     def prepare(self, agent: Agent, seed: int) -> None:
         """Make `agent` one replica of the policy: process 0's weights, updates over every process's samples,
         and a sampling seed of its own."""
-        from llamagym.run.setup import seed_everything
-
         check_data_parallel(agent.ppo_config)
         self.dp.broadcast_tensors(agent.model.trainable_parameters())
         agent.trainer.sync = GlobalBatch(self.dp)
@@ -84,10 +84,8 @@ class Replicas:
         """Whether any process was asked to stop (so that all stop after the same update)."""
         return not self.dp.all_true(not (stop is not None and stop.requested))
 
-    def episode_stats(self, episodes: list) -> dict[str, float]:
+    def episode_stats(self, episodes: list[Episode]) -> dict[str, float]:
         """`agent.episode_stats` over the episodes of every process."""
-        from llamagym.agent.episode import episode_stats
-
         parts = self.dp.gather(episodes_summary(episodes))
         rows = [row for part in parts for row in part]
         return episode_stats(rows) if rows else {}
@@ -107,10 +105,8 @@ class Replicas:
         self.dp.close()
 
 
-def episodes_summary(episodes: list) -> list[Any]:
+def episodes_summary(episodes: list[Episode]) -> list[Episode]:
     """What `episode_stats` reads of each episode, small enough to gather."""
-    from llamagym.agent.episode import Episode, Turn
-
     summary = []
     for episode in episodes:
         turns = [Turn([], [], "", None, None, turn.valid, reward=0.0, env_reward=turn.env_reward,

@@ -20,11 +20,14 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import CodeType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from llamagym.errors import LlamaGymError, PluginError
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
 
 AGENT_METHODS_PLUGIN = "llamagym.agent_methods"
 BUILTIN_PREFIX = "llamagym."  # the core's own default plugins (`llamagym.plugins.builtin`) are named llamagym.*
@@ -39,7 +42,7 @@ SHAPE_REWARD = "llamagym_shape_reward"
 
 # --- behaviour hooks -------------------------------------------------------------------------------------------
 
-def call_hook(agent: Any, name: str, allowed: tuple[type[BaseException], ...] = (), **kwargs: Any) -> Any:
+def call_hook(agent: Agent, name: str, allowed: tuple[type[BaseException], ...] = (), **kwargs: Any) -> Any:
     """`agent.plugin_manager.hook.<name>(agent=agent, **kwargs)`; exceptions of the `allowed` types (and
     llamagym's own errors) pass through unchanged, any other becomes a PluginError naming the culprit."""
     return _call(agent.plugin_manager, name, allowed, agent, dict(agent=agent, **kwargs))
@@ -51,7 +54,7 @@ def call_pm_hook(pm: pluggy.PluginManager, name: str, allowed: tuple[type[BaseEx
     return _call(pm, name, allowed, None, kwargs)
 
 
-def _call(pm: pluggy.PluginManager, name: str, allowed: tuple[type[BaseException], ...], agent: Any,
+def _call(pm: pluggy.PluginManager, name: str, allowed: tuple[type[BaseException], ...], agent: Agent | None,
           kwargs: dict[str, Any]) -> Any:
     hook = getattr(pm.hook, name)
     passing: tuple[type[BaseException], ...] = (LlamaGymError, *allowed)
@@ -64,7 +67,7 @@ def _call(pm: pluggy.PluginManager, name: str, allowed: tuple[type[BaseException
                           f"{_first_line(exc)}") from exc
 
 
-def culprit(hook: Any, exc: BaseException, agent: Any, name: str) -> str:
+def culprit(hook: Any, exc: BaseException, agent: Agent | None, name: str) -> str:
     """Who raised: the deepest hook implementation on the traceback, named by plugin (or by agent class)."""
     found = raising_impl(hook.get_hookimpls(), exc)
     if found is None:
@@ -80,7 +83,7 @@ def culprit(hook: Any, exc: BaseException, agent: Any, name: str) -> str:
 
 # --- reward shaping: a collect-all hook whose answers are tagged with their plugin ------------------------------
 
-def shaping_terms(agent: Any, reward: float, observation: Any, response: Any, action: Any) -> list[tuple[str, float]]:
+def shaping_terms(agent: Agent, reward: float, observation: Any, response: Any, action: Any) -> list[tuple[str, float]]:
     """`(plugin name, term)` for every non-None answer to `llamagym_shape_reward`, in pluggy's call order (the order
     the terms are added in). A raising plugin becomes a PluginError naming it.
 

@@ -15,6 +15,12 @@ import pluggy
 
 from llamagym.plugins import hookspecs
 
+try:
+    from importlib_metadata import entry_points
+except ImportError:  # the backport is a declared dependency, but the stdlib one serves as well
+    # ignore: the stdlib's is typed with overloads, the backport's with one signature
+    from importlib.metadata import entry_points  # type: ignore[assignment]
+
 ENTRY_POINT_GROUP = "llamagym"
 LOAD_ENV = "LLAMAGYM_LOAD_PLUGINS"
 BLOCK_ENV = "LLAMAGYM_BLOCK_PLUGINS"
@@ -72,6 +78,7 @@ def build_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager
 def builtin_plugins() -> dict:
     """The core's default plugins, by plugin name (always registered, before the installed ones, so that any
     installed plugin's hook runs first): the Agent's own methods, the `random` opponent, Gymnasium's env ids."""
+    # here, not at the top: gymnasium_envs imports the registry, which imports this module
     from llamagym.plugins.builtin import agent_methods, gymnasium_envs, opponents
 
     return {"llamagym.agent_methods": agent_methods, "llamagym.opponents": opponents,
@@ -91,10 +98,6 @@ def _selected(name: str) -> bool:
 
 
 def _entry_points():
-    try:
-        from importlib_metadata import entry_points
-    except ImportError:  # the backport is a declared dependency, but the stdlib one serves as well
-        from importlib.metadata import entry_points
     return entry_points(group=ENTRY_POINT_GROUP)
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from llamagym.errors import LlamaGymError, PluginError, UnknownNameError, UsageError
 from llamagym.plugins.calling import call_pm_hook, call_registration_hook
+from llamagym.plugins.manager import get_plugin_manager, load_report
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
 
 ENV_KINDS = ("gymnasium", "aec", "parallel")
 
@@ -31,10 +35,10 @@ class AgentSpec:
     """An agent a plugin registered: the class (or where to import it from) and its recommended settings."""
 
     name: str
-    entry_point: Any
+    entry_point: type[Agent] | str
     description: str = ""
     plugin: str = ""
-    preset: Any = None
+    preset: dict[str, Any] | str | None = None
 
     def load(self) -> type:
         return import_object(self.entry_point)
@@ -56,7 +60,7 @@ class EnvSpec:
         kwargs = {**self.kwargs, **overrides}
         try:
             if self.entry_point is None:
-                import gymnasium
+                import gymnasium  # gymnasium: loaded when an env is made, not by `llamagym list`
 
                 return gymnasium.make(self.id, **kwargs)
             return import_object(self.entry_point)(**kwargs)
@@ -91,7 +95,8 @@ class Registry:
         call_registration_hook(pm, hook_name, make_register, failed)
 
     def _agent_register(self, plugin: str) -> Callable:
-        def register(name: str, agent: Any, description: str = "", preset: Any = None) -> None:
+        def register(name: str, agent: type[Agent] | str, description: str = "",
+                     preset: dict[str, Any] | str | None = None) -> None:
             _claim(self.agents, name, "agent", plugin)
             self.agents[name] = AgentSpec(name, agent, description or _first_doc_line(agent), plugin, preset)
 
@@ -125,8 +130,6 @@ class Registry:
 
     def _unknown_hint(self, kind: str) -> str:
         """Where names come from, and which plugins failed to load (the name may be theirs)."""
-        from llamagym.plugins.manager import load_report
-
         failed = {r.name: r.error for r in load_report(self.pm).records.values() if r.error}
         failed.update(self.errors)
         hint = _install_hint(kind)
@@ -158,8 +161,6 @@ _registry: Registry | None = None
 def get_registry() -> Registry:
     """The registry of the process-wide plugin manager, built on first use."""
     global _registry
-    from llamagym.plugins.manager import get_plugin_manager
-
     pm = get_plugin_manager()
     if _registry is None or _registry.pm is not pm:
         _registry = Registry(pm)

@@ -15,9 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from llamagym.agent.choices import ChoiceTrie
 from llamagym.errors import ConfigError, UsageError
 from llamagym.policy.generation import Response, sample_responses
+
+if TYPE_CHECKING:
+    import vllm
+
+    from llamagym.policy.policy import Policy
 
 VLLM_EXTRA = "pip install 'llamagym[vllm]'"
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the adapter ranks a vLLM engine can be sized for
@@ -40,7 +47,7 @@ class TransformersBackend:
 
 def import_vllm() -> Any:
     try:
-        import vllm
+        import vllm  # an optional extra
     except ImportError:
         raise UsageError(f"generation.backend = vllm needs vLLM, which is not installed: {VLLM_EXTRA} (a CUDA "
                          f"GPU is required), or use --generation-backend transformers") from None
@@ -55,7 +62,7 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, engine: Any = None, keep: int = 2):
+    def __init__(self, engine: vllm.LLM | None = None, keep: int = 2):
         self.engine, self.keep = engine, keep
         self.adapter_id = 0
         self.synced_update: int | None = None
@@ -103,8 +110,6 @@ class VLLMBackend:
 
     def _engine(self, policy: Policy, vllm: Any) -> Any:
         if self.engine is None:
-            import torch
-
             dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
             self.engine = vllm.LLM(model=base_model_path(policy), enable_lora=True, max_loras=1,
                                    max_lora_rank=vllm_lora_rank(lora_rank(policy)), dtype=dtype,

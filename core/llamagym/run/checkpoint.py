@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
+from llamagym.agent.agent import Agent
+from llamagym.policy.models import quiet_loading
+from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 from llamagym.run.rundir import (CHECKPOINTS, ENGINE_FILE, LATEST, STAGING_PREFIX, STATE_FILE, TRAINER_FILE,
                                  is_complete)
 
@@ -36,7 +40,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def capture_volatile(agent: Any) -> dict[str, Any]:
+def capture_volatile(agent: Agent) -> dict[str, Any]:
     """What changes between updates without changing the weights: RNG states and the agent's counters. Taken
     when a run commits, so a later checkpoint restores the run exactly as it stood then."""
     agent_state = agent.state_dict()
@@ -58,10 +62,8 @@ def checkpoint_name(state: dict[str, Any]) -> str:
     return f"update-{state['updates']:06d}-ep-{state['episodes']:09d}"
 
 
-def save_model_dir(agent: Any, directory: Path) -> None:
+def save_model_dir(agent: Agent, directory: Path) -> None:
     """Write the adapter (or full model), value head and tokenizer into `directory` atomically."""
-    from llamagym.policy.models import quiet_loading
-
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
@@ -74,14 +76,12 @@ def save_model_dir(agent: Any, directory: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save_checkpoint(run_dir: Path, agent: Any, state: dict[str, Any], volatile: dict[str, Any] | None = None,
+def save_checkpoint(run_dir: Path, agent: Agent, state: dict[str, Any], volatile: dict[str, Any] | None = None,
                     keep: int = 2, engine_state: dict[str, Any] | None = None) -> Path:
     """Write `checkpoints/<checkpoint_name(state)>`, point `checkpoints/latest` at it, keep the newest `keep`.
 
     `volatile` (from `capture_volatile`) defaults to now; `engine_state`, where given, goes to `engine.pt`. A
     checkpoint of the same name already on disk holds the same state and is kept as it is."""
-    from llamagym.policy.models import quiet_loading
-
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     target = root / checkpoint_name(state)
@@ -105,7 +105,7 @@ def save_checkpoint(run_dir: Path, agent: Any, state: dict[str, Any], volatile: 
     return target
 
 
-def _write_trainer_state(staging: Path, agent: Any, volatile: dict[str, Any]) -> None:
+def _write_trainer_state(staging: Path, agent: Agent, volatile: dict[str, Any]) -> None:
     torch.save({"trainer": agent.trainer.state_dict(), **volatile}, staging / TRAINER_FILE)
 
 
@@ -122,7 +122,7 @@ def remove_staging(run_dir: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, agent: Any) -> dict[str, Any]:
+def load_checkpoint(path: Path, agent: Agent) -> dict[str, Any]:
     """Restore weights, optimiser, KL controller, RNG states and counters; return the run state. The learning
     rate and weight decay stay as the agent was configured, so a resumed run may change them."""
     load_weights(agent.model, path)
@@ -133,7 +133,7 @@ def load_checkpoint(path: Path, agent: Any) -> dict[str, Any]:
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
 
 
-def restore_trainer(agent: Any, trainer_state: dict[str, Any]) -> None:
+def restore_trainer(agent: Agent, trainer_state: dict[str, Any]) -> None:
     """Load the trainer's state (optimiser, KL controller, update count) but keep the configured learning rate
     and weight decay."""
     optimizer = agent.trainer.optimizer
@@ -149,14 +149,12 @@ def load_engine_state(path: Path) -> dict[str, Any] | None:
     return torch.load(file, map_location="cpu", weights_only=False) if file.is_file() else None
 
 
-def load_weights(model: Any, directory: Path) -> None:
+def load_weights(model: AutoModelForCausalLMWithValueHead, directory: Path) -> None:
     """Load saved adapter (or full-model) weights and the value head into an existing model in place."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     adapter = directory / "adapter_model.safetensors"
     if model.is_peft_model and adapter.is_file():
-        from peft import set_peft_model_state_dict
+        from peft import set_peft_model_state_dict  # peft: seconds to import; only a LoRA model needs it
 
         set_peft_model_state_dict(model.pretrained_model, load_file(str(adapter)))
     elif (directory / "model.safetensors").is_file():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llamagym.errors import UnknownNameError, UsageError
+from llamagym.run.metrics import JsonlWriter
 from llamagym.run.rundir import METRICS_FILE
 from llamagym.run.rundir import TENSORBOARD_DIR, WANDB_ID_FILE, MLFLOW_ID_FILE
 
@@ -86,8 +87,6 @@ class JsonlLogger:
     """`metrics.jsonl`: one JSON row per PPO update, flushed as it is written."""
 
     def __init__(self, run_dir: Path):
-        from llamagym.run.metrics import JsonlWriter
-
         self.writer = JsonlWriter(run_dir / METRICS_FILE)
 
     def log(self, row: dict[str, Any], step: int) -> None:

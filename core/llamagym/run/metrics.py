@@ -41,7 +41,7 @@ class JsonlWriter:
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Every complete row of a JSON-lines file (a half-written last line is ignored)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     path = Path(path)
     if not path.exists():
         return rows

@@ -12,9 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from llamagym.agent.agent import Agent
+from llamagym.rollout.engine import EpisodeResult, Learner
 from llamagym.run.checkpoint import capture_volatile, save_checkpoint
 from llamagym.config import RunConfig, to_dict
 from llamagym.run.loggers import open_loggers
+from llamagym.run.loop import ProcessGroup
 from llamagym.run.metrics import JsonlWriter, read_jsonl, truncate_jsonl
 from llamagym.run.rundir import EPISODES_FILE, METRICS_FILE
 
@@ -52,10 +57,8 @@ class RunRecorder:
     checkpoints. In a run of several processes, each process's episode rows are gathered at every update and
     process 0 alone writes files."""
 
-    def __init__(self, output: Path, agent: Any, config: RunConfig, state: dict[str, Any], group: Any,
+    def __init__(self, output: Path, agent: Agent, config: RunConfig, state: dict[str, Any], group: ProcessGroup,
                  show_progress: bool = True, engine_state: Callable[[], dict[str, Any]] | None = None):
-        from tqdm.auto import tqdm
-
         self.output, self.agent, self.config, self.state, self.group = output, agent, config, state, group
         self.main = group.rank == 0
         self.engine_state = engine_state  # a game engine's other policies and pool, saved with each checkpoint
@@ -83,7 +86,7 @@ class RunRecorder:
     def elapsed(self) -> float:
         return time.perf_counter() - self.clock_start
 
-    def episode(self, result: Any) -> None:
+    def episode(self, result: EpisodeResult) -> None:
         """A finished (or dropped) episode: its row (in a run of several processes, with its index in the run)."""
         size, rank = self.group.size, self.group.rank
         row = {"episode": result.index * size + rank, "seed": result.seed, "return": result.env_return,
@@ -120,7 +123,7 @@ class RunRecorder:
             self.bar.n = state["episodes"]
         self.bar.set_postfix({**self.running.postfix(), "updates": state["updates"]}, refresh=False)
 
-    def update(self, learner: Any, stats: dict[str, float]) -> None:
+    def update(self, learner: Learner, stats: dict[str, float]) -> None:
         """Log one update (a skipped one too, with a warning); a checkpoint follows at the next commit."""
         if self.group.size > 1:
             self.flush()
@@ -164,7 +167,7 @@ class RunRecorder:
             self.metrics.sync()
             self.episodes.sync()
             self.last_checkpoint = save_checkpoint(self.output, self.agent, state, self.volatile,
-                                                   engine_state=self.committed_engine)
+                                                   engine_state=self.committed_engine or None)  # engines with state of their own
         self.group.barrier()
         return self.last_checkpoint
 

@@ -7,15 +7,22 @@ import json
 import math
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llamagym.config import RunConfig, build, load_toml, merge, to_dict
 from llamagym.errors import ConfigError, UsageError
+from llamagym.policy.models import load_model
+from llamagym.rollout.engine import Engine
+from llamagym.rollout.games.build import build_game_engine
+from llamagym.rollout.games.opponents import check_opponent
 from llamagym.run.loggers import flatten
 from llamagym.plugins.registry import AgentSpec, EnvSpec, get_registry
 
-from llamagym.run.rundir import CONFIG_FILE
+from llamagym.run.rundir import CONFIG_FILE, find_adapter
 from llamagym.run.rundir import SUMMARY_FILE, ADAPTER_DIR
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
 
 FIXED_ON_RESUME = ("agent", "env", "model", "lora")
 
@@ -50,14 +57,12 @@ def resolve_config(flags: dict[str, Any], config_file: str | None = None, use_pr
         raise UsageError("no environment given: pass --env ID (see `llamagym list`) or set env in the config file")
     env_spec = get_registry().env(config.env)
     if env_spec.kind != "gymnasium" and config.multiagent.play == "opponent":
-        from llamagym.rollout.games.opponents import check_opponent
-
         check_opponent(get_registry().pm, config.multiagent.opponent, config.env)
     return config
 
 
 def seed_everything(seed: int) -> None:
-    import numpy as np
+    import numpy as np  # numpy, torch: loaded when a run starts, not by `llamagym --help`
     import torch
 
     random.seed(seed)
@@ -65,11 +70,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_agent(config: RunConfig, adapter: str | None = None) -> Any:
+def build_agent(config: RunConfig, adapter: str | None = None) -> Agent:
     """Load the model (fresh LoRA adapters, the run's `init_adapter`, or a saved adapter) and construct the
     registered agent class."""
-    from llamagym.policy.models import load_model
-
     spec = get_registry().agent(config.agent)
     agent_class = spec.load()
     adapter = adapter or init_adapter_dir(config)
@@ -93,8 +96,6 @@ def init_adapter_dir(config: RunConfig) -> str | None:
     """The adapter directory `init_adapter` points at (a run or `llamagym sft` output holds it in adapter/)."""
     if not config.init_adapter:
         return None
-    from llamagym.run.rundir import find_adapter
-
     path = Path(config.init_adapter).expanduser()
     if not path.is_dir():
         raise UsageError(f"init_adapter {config.init_adapter!r} is not a directory; pass a `llamagym sft` output, "
@@ -102,10 +103,10 @@ def init_adapter_dir(config: RunConfig) -> str | None:
     return str(find_adapter(path))
 
 
-def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig, group_size: int | None = None) -> Any:
+def make_engine(agent: Agent, env_spec: EnvSpec, config: RunConfig, group_size: int | None = None) -> Engine:
     """The rollout engine for the env's kind; `group_size` training episodes share each reset seed (Gymnasium envs;
     default: the advantage estimator's groups)."""
-    from llamagym.algo.advantages import seed_group_size
+    from llamagym.algo.advantages import seed_group_size  # torch: loaded when an engine is made
 
     if env_spec.kind == "gymnasium":
         from llamagym.rollout.gym import RolloutEngine
@@ -116,8 +117,6 @@ def make_engine(agent: Any, env_spec: EnvSpec, config: RunConfig, group_size: in
         raise UsageError(f"ppo.advantage = grpo needs episodes that start alike, which env {env_spec.id!r} (a game) "
                          f"does not group yet; use advantage = gae or reinforce")
     if env_spec.kind in ("aec", "parallel"):
-        from llamagym.rollout.games.build import build_game_engine
-
         return build_game_engine(agent, env_spec, config)
     raise UsageError(f"env {env_spec.id!r} has kind {env_spec.kind!r}, which no engine plays")
 

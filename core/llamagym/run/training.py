@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llamagym.agent.agent import Agent
+from llamagym.algo.advantages import check_data_parallel
 from llamagym.config import RunConfig, build, to_dict
+from llamagym.distributed.launch import check_launch_settings, launched_world_size
 from llamagym.errors import TrainingError, UsageError
 from llamagym.plugins.registry import get_registry
 from llamagym.rollout.engine import Engine
@@ -61,14 +65,11 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
 
 def process_group(config: RunConfig) -> ProcessGroup:
     """`OneProcess`, or the data-parallel `Replicas` when a launcher started several processes."""
-    from llamagym.distributed.launch import launched_world_size
-
     if launched_world_size() == 1:
         return OneProcess()
+    # single-process runs never import the process group (see llamagym.distributed.group)
     from llamagym.distributed.group import init_data_parallel
-    from llamagym.distributed.launch import check_launch_settings
     from llamagym.distributed.replicas import Replicas
-    from llamagym.algo.advantages import check_data_parallel
 
     check_launch_settings()
     check_data_parallel(config.ppo)
@@ -79,12 +80,12 @@ def _process_config(config: RunConfig, group: ProcessGroup) -> RunConfig:
     """The config of this process: its own device in a run of several."""
     if group.size == 1:
         return config
-    from llamagym.distributed.group import process_device
+    from llamagym.distributed.group import process_device  # as in process_group
 
     return dataclasses.replace(config, device=process_device(config.device, group.dp.local_rank))  # type: ignore[attr-defined]
 
 
-def on_main(group: ProcessGroup, action: Any) -> None:
+def on_main(group: ProcessGroup, action: Callable[[], object]) -> None:
     """Run `action` on process 0 only; a usage error it raises is raised on every process."""
     message = None
     if group.rank == 0:
@@ -119,7 +120,7 @@ class _claimed:
             self.context.__exit__(*exc)  # removes a new run directory that holds no checkpoint; never swallows
 
 
-def _train_in(output: Path, agent: Any, engine: Engine, config: RunConfig, resume: bool, show_progress: bool,
+def _train_in(output: Path, agent: Agent, engine: Engine, config: RunConfig, resume: bool, show_progress: bool,
               group: ProcessGroup) -> dict[str, Any]:
     state = fresh_state()
     if resume:
@@ -142,7 +143,7 @@ def _train_in(output: Path, agent: Any, engine: Engine, config: RunConfig, resum
     group.barrier()
     with stop_requests() as stop:
         recorder = RunRecorder(output, agent, config, state, group, show_progress,
-                               engine_state=engine.state_dict if engine.state_dict() else None)
+                               engine_state=engine.state_dict)
         try:
             # in-flight episodes of a stopped run are dropped; a resumed run goes on from the committed index
             train_loop(engine, _share(group, config.episodes - state["episodes"]),

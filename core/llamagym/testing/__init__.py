@@ -21,7 +21,7 @@ CORPUS = [
 
 def tiny_tokenizer(vocab_size: int = 384) -> Any:
     """A byte-level BPE tokenizer trained on a few sentences; every string round-trips."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # loaded when one is built
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())

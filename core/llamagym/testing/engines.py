@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from llamagym.rollout.engine import EpisodeResult, Finished, Learner, Trajectory
+from llamagym.rollout.engine import Engine, EpisodeResult, Finished, Learner, Trajectory
 from llamagym.run.loop import NoLog
 
 
-def play_and_store(engine: Any, episodes: int, *, start_index: int = 0) -> list[EpisodeResult]:
+def play_and_store(engine: Engine, episodes: int, *, start_index: int = 0) -> list[EpisodeResult]:
     """Play training episodes, storing each learning policy's finished episodes in its agent's `buffer` as the
     run loop does, but never training; returns the results."""
     results = []

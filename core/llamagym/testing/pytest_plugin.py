@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 @pytest.fixture
 def llamagym_plugin_manager() -> pluggy.PluginManager:
     """A plugin manager with the core's defaults only: register the plugin under test on it."""
+    # pytest loads this plugin in every session where llamagym is installed: llamagym loads when a fixture runs
     from llamagym.plugins.manager import build_plugin_manager
 
     return build_plugin_manager(load_entry_points=False)

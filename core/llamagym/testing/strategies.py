@@ -20,7 +20,7 @@ SEPARATORS = ["", " ", "  ", "\n", ".", ",", "!", "?", ":", "'", '"', "*", "-", 
 
 def space_values(space: Any) -> st.SearchStrategy:
     """Every value `space` contains (any Gymnasium space; unknown kinds fall back to seeded `space.sample()`)."""
-    from gymnasium import spaces
+    from gymnasium import spaces  # gymnasium: loaded on first use
 
     if isinstance(space, spaces.Discrete):
         start, n = int(space.start), int(space.n)

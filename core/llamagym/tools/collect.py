@@ -8,10 +8,19 @@ import json
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from llamagym.agent.episode import Episode
 from llamagym.errors import UsageError
 from llamagym.plugins.calling import call_hook
+from llamagym.rollout.engine import Engine, EpisodeResult
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
+
+    _AgentBase = Agent  # what `Collecting` is mixed into
+else:
+    _AgentBase = object
 
 POLICIES = ("model", "expert")  # who answers: the model sampling, or a scripted expert
 
@@ -27,7 +36,7 @@ class Finished:
     invalid_turns: int
 
 
-class Collecting:
+class Collecting(_AgentBase):
     """Mixed into an agent's class by `collecting()`: it never trains, keeps every conversation that ends, and with
     `expert_policy` answers with the expert's actions instead of sampling."""
 
@@ -36,16 +45,16 @@ class Collecting:
 
     def act_batch(self, observations: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         if not self.expert_policy:
-            return super().act_batch(observations)  # type: ignore[misc]
+            return super().act_batch(observations)
         texts = {slot: self._demonstration(observation) for slot, observation in observations.items()}
-        return self.record_responses(observations, texts)  # type: ignore[attr-defined]
+        return self.record_responses(observations, texts)
 
     def _demonstration(self, observation: Any) -> str:
         """The expert's answer as response text, checked to read back (as the model's tokens) as its action."""
         action = expert_action(self, observation)
-        text = self.format_action(action)  # type: ignore[attr-defined]
-        tokenizer = self.tokenizer  # type: ignore[attr-defined]
-        heard = self.response_prefix + tokenizer.decode(  # type: ignore[attr-defined]
+        text = self.format_action(action)
+        tokenizer = self.tokenizer
+        heard = self.response_prefix + tokenizer.decode(
             tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
         try:
             read = call_hook(self, "llamagym_extract_action", (ValueError,), response=heard, observation=observation)
@@ -61,25 +70,26 @@ class Collecting:
         self.end_episode(slot)  # never trains
         return {}
 
-    def end_episode(self, slot: Hashable = 0) -> Any:
-        messages = self.messages(slot)  # type: ignore[attr-defined]
-        episode = super().end_episode(slot)  # type: ignore[misc]
+    def end_episode(self, slot: Hashable = 0) -> Episode | None:
+        messages = self.messages(slot)
+        episode = super().end_episode(slot)
         if messages is not None and episode is not None and episode.turns:
             self.finished.append(Finished(slot, messages, episode.env_return, len(episode.turns),
                                           episode.invalid_turns))
         return episode
 
 
-def collecting(agent: Any, expert: bool) -> Any:
+def collecting(agent: Agent, expert: bool) -> Collecting:
     """Turn `agent` into a collecting one in place (its class gains `Collecting`), so that the rollout engines and
     every hook see the same object; returns it."""
     cls = type(agent)
     agent.__class__ = type(f"Collecting{cls.__name__}", (Collecting, cls), {"__module__": cls.__module__})
-    agent.expert_policy, agent.finished = expert, []
-    return agent
+    collector = cast(Collecting, agent)
+    collector.expert_policy, collector.finished = expert, []
+    return collector
 
 
-def expert_action(agent: Any, observation: Any) -> Any:
+def expert_action(agent: Agent, observation: Any) -> Any:
     """The expert's action for `observation`; an error naming how to provide one if the agent has none."""
     action = call_hook(agent, "llamagym_expert_action", observation=observation)
     if action is None:
@@ -89,9 +99,9 @@ def expert_action(agent: Any, observation: Any) -> Any:
     return action
 
 
-def agent_name(agent: Any) -> str:
+def agent_name(agent: Agent) -> str:
     """The name of the agent's own class (not the collecting subclass made from it)."""
-    cls = type(agent)
+    cls: type = type(agent)
     if issubclass(cls, Collecting):
         cls = next(base for base in cls.__mro__ if base is not cls and not issubclass(base, Collecting))
     return cls.__name__
@@ -121,14 +131,15 @@ class Collection:
         return self.played_return / max(self.played, 1)
 
 
-def collect(agent: Any, engine: Any, groups: int, *, best_of: int = 1, min_return: float | None = None,
-            tags: Mapping[str, Any] | None = None, on_episode: Callable[[Any], None] | None = None) -> Collection:
+def collect(agent: Collecting, engine: Engine, groups: int, *, best_of: int = 1, min_return: float | None = None,
+            tags: Mapping[str, Any] | None = None, on_episode: Callable[[EpisodeResult], None] | None = None
+            ) -> Collection:
     """Play `groups` × `best_of` episodes with `agent` (made `collecting`) on `engine`, whose episodes
     i·best_of … (i+1)·best_of − 1 share a reset seed; keep the best of each group (the first on a tie), and only
     those whose return is at least `min_return`. Each record: `tags`, episode index and seed, return, messages."""
     rows: list[dict[str, Any]] = []
 
-    def on_result(result: Any) -> None:
+    def on_result(result: EpisodeResult) -> None:
         ended, agent.finished = agent.finished, []
         if result.error is None:
             rows.extend(_record(result, finished, tags) for finished in ended)
@@ -143,7 +154,7 @@ def collect(agent: Any, engine: Any, groups: int, *, best_of: int = 1, min_retur
     return Collection(kept, len(rows), sum(r["return"] for r in rows))
 
 
-def _record(result: Any, finished: Finished, tags: Mapping[str, Any] | None) -> dict[str, Any]:
+def _record(result: EpisodeResult, finished: Finished, tags: Mapping[str, Any] | None) -> dict[str, Any]:
     row = {**(tags or {}), "index": result.index, "seed": result.seed, "return": finished.env_return,
            "turns": finished.turns, "invalid_turns": finished.invalid_turns}
     if isinstance(finished.slot, tuple) and len(finished.slot) == 2:  # a game seat: (table, agent id)
@@ -166,7 +177,7 @@ def best_per_group(rows: list[dict[str, Any]], size: int) -> list[dict[str, Any]
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write the records as JSON lines, atomically (a reader never sees half a file)."""
-    from llamagym.run.checkpoint import atomic_write_text
+    from llamagym.run.checkpoint import atomic_write_text  # imports torch: not for --help
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in records))

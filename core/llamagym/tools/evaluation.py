@@ -4,8 +4,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from llamagym.rollout.engine import Engine, EpisodeResult
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -56,8 +62,8 @@ def summarize(returns: list[float], invalid_turns: int = 0, turns: int = 0, erro
                       wilson_interval(losses, n), invalid_turns / max(turns, 1), errors)
 
 
-def evaluate(agent: Any, engine: Any, episodes: int, *, greedy: bool = True, on_episode: Any = None
-             ) -> EvalResult:
+def evaluate(agent: Agent, engine: Engine, episodes: int, *, greedy: bool = True,
+             on_episode: Callable[[EpisodeResult], None] | None = None) -> EvalResult:
     """Play `episodes` evaluation episodes with `engine` (no training); greedy decoding unless told otherwise."""
     previous = agent.generation.do_sample
     agent.generation.do_sample = not greedy

@@ -12,10 +12,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from llamagym.config import RunConfig, to_dict
 from llamagym.errors import UsageError
-from llamagym.run.rundir import SFT_METRICS_FILE
+from llamagym.run.rundir import ADAPTER_DIR, CONFIG_FILE, SFT_METRICS_FILE, SUMMARY_FILE, check_output, claimed
+from llamagym.run.setup import build_agent
+from llamagym.tools.collect import read_conversations
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
 
 IGNORE_INDEX = -100  # label of a token the loss skips (prompt tokens)
 
@@ -47,7 +53,7 @@ class Example:
         return [IGNORE_INDEX] * len(self.prompt_ids) + self.completion_ids
 
 
-def conversation_examples(agent: Any, messages: Sequence[dict[str, str]]) -> list[Example]:
+def conversation_examples(agent: Agent, messages: Sequence[dict[str, str]]) -> list[Example]:
     """An example per assistant message of a conversation, tokenised as `agent` prompts the model."""
     prefix, tokenizer = agent.response_prefix, agent.tokenizer
     end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -63,7 +69,7 @@ def conversation_examples(agent: Any, messages: Sequence[dict[str, str]]) -> lis
     return examples
 
 
-def dataset_examples(agent: Any, records: Sequence[dict[str, Any]], min_return: float | None = None
+def dataset_examples(agent: Agent, records: Sequence[dict[str, Any]], min_return: float | None = None
                      ) -> list[Example]:
     """The examples of every record whose return is at least `min_return` (all if None). Records with an invalid
     turn (an answer that named no valid action, replaced by the fallback) are left out: they teach no answer."""
@@ -80,7 +86,7 @@ def unique_examples(examples: Sequence[Example]) -> list[Example]:
     return list(seen.values())
 
 
-def fine_tune(agent: Any, examples: Sequence[Example], settings: SFTSettings, *, seed: int = 0,
+def fine_tune(agent: Agent, examples: Sequence[Example], settings: SFTSettings, *, seed: int = 0,
               precision: str = "fp32", show_progress: bool = True) -> list[dict[str, Any]]:
     """Train the agent's LoRA adapter on `examples` with trl's SFTTrainer (mixed precision as `precision` resolves
     on the agent's device, as for PPO); returns the trainer's log rows."""
@@ -93,11 +99,11 @@ def fine_tune(agent: Any, examples: Sequence[Example], settings: SFTSettings, *,
     return history
 
 
-def sft_trainer(agent: Any, examples: Sequence[Example], settings: SFTSettings, scratch: str, *, seed: int = 0,
+def sft_trainer(agent: Agent, examples: Sequence[Example], settings: SFTSettings, scratch: str, *, seed: int = 0,
                 precision: str = "fp32", show_progress: bool = True) -> Any:
     """A trl `SFTTrainer` for the agent's adapter on pre-tokenised examples: trl keeps their `labels`, so the loss
     covers the response tokens only (computed as the PPO trainer scores responses, see `response_trainer_class`)."""
-    import torch
+    import torch  # torch, datasets, transformers, trl: loaded when fine-tuning starts, not by `--help`
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import SFTConfig
@@ -135,7 +141,7 @@ class ResponseCollator:
     share_prefix: bool = True
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
+        import torch  # torch: loaded on first use
 
         from llamagym.policy.generation import shared_prefix_length
         from llamagym.algo.trainer import Sample, make_batch
@@ -184,16 +190,11 @@ def response_trainer_class() -> type:
     return ResponseSFTTrainer
 
 
-def run_sft(config: Any, data: Sequence[str], output: Path, settings: SFTSettings, *, overwrite: bool = False,
+def run_sft(config: RunConfig, data: Sequence[str], output: Path, settings: SFTSettings, *, overwrite: bool = False,
             show_progress: bool = True) -> dict[str, Any]:
     """`llamagym sft`: fine-tune on the conversations in `data`, save the adapter to `output/adapter` with the run
     config (so `llamagym eval --checkpoint OUTPUT` and `llamagym run --init-adapter OUTPUT` find both)."""
-    from llamagym.run.checkpoint import atomic_write_text, save_model_dir
-    from llamagym.tools.collect import read_conversations
-    from llamagym.config import to_dict
-    from llamagym.run.rundir import CONFIG_FILE, check_output, claimed
-    from llamagym.run.rundir import ADAPTER_DIR, SUMMARY_FILE
-    from llamagym.run.setup import build_agent
+    from llamagym.run.checkpoint import atomic_write_text, save_model_dir  # imports torch: not for --help
 
     check_output(output, resume=False, overwrite=overwrite)
     records = read_conversations(data)

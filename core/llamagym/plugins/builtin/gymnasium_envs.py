@@ -3,19 +3,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from llamagym.plugins.hookspecs import hookimpl
-
-if TYPE_CHECKING:
-    from llamagym.plugins.registry import EnvSpec
+from llamagym.plugins.registry import EnvSpec
 
 
 @hookimpl(trylast=True)
 def llamagym_resolve_env(env_id: str) -> EnvSpec | None:
-    import gymnasium
-
-    from llamagym.plugins.registry import EnvSpec
+    import gymnasium  # gymnasium: loaded when an id is looked up, not by `llamagym list`
 
     if env_id in gymnasium.registry:
         return EnvSpec(env_id, None, "gymnasium", "from Gymnasium's own registry", "gymnasium")

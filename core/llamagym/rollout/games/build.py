@@ -4,7 +4,7 @@ per seat, or the learner against a named opponent."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from llamagym.config import RunConfig
 from llamagym.plugins.registry import EnvSpec
@@ -12,13 +12,16 @@ from llamagym.rollout.games import opponents
 from llamagym.rollout.games.adapters import BASE, active_adapter, adapter_active, add_adapter, clone_agent, peft_model_of
 from llamagym.rollout.games.engine import GameEngine
 from llamagym.rollout.games.lineups import PerSeat, SelfPlay, VersusOpponent
-from llamagym.rollout.games.players import PolicyPlayer, ScriptedPlayer
+from llamagym.rollout.games.players import Player, PolicyPlayer, ScriptedPlayer
 from llamagym.rollout.games.pool import SnapshotPool
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
 
 OPPONENT_ADAPTER = "opponent"
 
 
-def build_game_engine(agent: Any, env_spec: EnvSpec, config: RunConfig) -> GameEngine:
+def build_game_engine(agent: Agent, env_spec: EnvSpec, config: RunConfig) -> GameEngine:
     """A GameEngine for `env_spec` in which `agent` is the main (first-seat, evaluated) policy."""
     settings = config.multiagent
     main = PolicyPlayer(agent, "policy", adapter=active_adapter(agent))
@@ -26,8 +29,9 @@ def build_game_engine(agent: Any, env_spec: EnvSpec, config: RunConfig) -> GameE
         pool = None
         if settings.pool_size and settings.pool_rate > 0:
             peft_model_of(agent, "the self-play snapshot pool (multiagent.pool_size > 0)")
-            pool = SnapshotPool(agent, main.adapter, settings.pool_size, settings.snapshot_every)
-        lineup: Any = SelfPlay(main, pool, settings.pool_rate)
+            # a peft model's active adapter: a name
+            pool = SnapshotPool(agent, cast(str, main.adapter), settings.pool_size, settings.snapshot_every)
+        lineup: SelfPlay | PerSeat | VersusOpponent = SelfPlay(main, pool, settings.pool_rate)
     elif settings.play == "separate":
         probe = env_spec.make()
         seats = list(probe.possible_agents)
@@ -40,7 +44,7 @@ def build_game_engine(agent: Any, env_spec: EnvSpec, config: RunConfig) -> GameE
                       max_env_errors=config.max_env_errors)
 
 
-def separate_policies(agent: Any, main: PolicyPlayer, seats: list[str]) -> dict[str, PolicyPlayer]:
+def separate_policies(agent: Agent, main: PolicyPlayer, seats: list[str]) -> dict[str, PolicyPlayer]:
     """The main policy in the first seat and a fresh LoRA adapter (named after its seat) in every other one."""
     peft_model_of(agent, "separate policies per seat (multiagent.play = separate)")
     players = {seats[0]: main}
@@ -51,14 +55,14 @@ def separate_policies(agent: Any, main: PolicyPlayer, seats: list[str]) -> dict[
     return players
 
 
-def make_opponent(agent: Any, name: str, env_id: str, seed: int = 0) -> Any:
+def make_opponent(agent: Agent, name: str, env_id: str, seed: int = 0) -> Player:
     """The fixed opponent called `name` (see `llamagym.rollout.games.opponents`): `base`, a checkpoint directory, or
     a scripted one (`random` included) found in the plugins."""
     if name == opponents.BASE_MODEL:
         peft_model_of(agent, "the base-model opponent")
         return PolicyPlayer(clone_agent(agent, seed_offset=1), opponents.BASE_MODEL, adapter=BASE, learns=False)
     if opponents.is_checkpoint(name):
-        from llamagym.run.rundir import find_adapter
+        from llamagym.run.rundir import find_adapter  # run/ sits above rollout/: not imported at the top
 
         add_adapter(agent, OPPONENT_ADAPTER, weights=str(find_adapter(Path(name).expanduser())))
         return PolicyPlayer(clone_agent(agent, seed_offset=1), f"checkpoint {name}", adapter=OPPONENT_ADAPTER,

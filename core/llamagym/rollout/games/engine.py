@@ -19,7 +19,7 @@ from typing import Any
 from llamagym.rollout.engine import EpisodeResult, Event, Finished, Learner, Trajectory, episode_seed, play_through
 from llamagym.rollout.games.adapters import BASE, remove_adapter
 from llamagym.rollout.games.observation import SeatObservation
-from llamagym.rollout.games.players import random_move
+from llamagym.rollout.games.players import Player, random_move
 from llamagym.rollout.games.tables import make_table
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class GameEngine:
                 (table, seat)])
         return moves
 
-    def _legal(self, player: Any, slot: tuple[int, str], observation: SeatObservation, action: Any) -> Any:
+    def _legal(self, player: Player, slot: tuple[int, str], observation: SeatObservation, action: Any) -> Any:
         """The move itself if legal, else a uniformly random legal move (and the turn counts as invalid)."""
         if observation.is_legal(action):
             return action

@@ -8,14 +8,44 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager, Protocol, cast
 
 from llamagym.agent.episode import Episode
 
 from llamagym.rollout.games.adapters import adapter_active, adapter_state, load_adapter_state
 from llamagym.rollout.games.observation import SeatObservation
 
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
+
 MovePolicy = Callable[[SeatObservation, random.Random], Any]
+
+
+class Player(Protocol):
+    """What sits in a seat (`PolicyPlayer`, `ScriptedPlayer`): the engine asks it for the moves of the slots it
+    holds, hands it their rewards and ends their episodes."""
+
+    name: str
+    learns: bool
+    instant: bool
+
+    def act_batch(self, observations: Mapping[Hashable, SeatObservation]) -> dict[Hashable, Any]: ...
+
+    def assign_reward(self, slot: Hashable, reward: float) -> None: ...
+
+    def episode(self, slot: Hashable) -> Episode | None: ...
+
+    def finish(self, slot: Hashable, learn: bool) -> Episode | None: ...
+
+    def drop(self, slot: Hashable) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def penalise_illegal(self, slot: Hashable, action: Any) -> None: ...
 
 
 class PolicyPlayer:
@@ -24,7 +54,7 @@ class PolicyPlayer:
 
     instant = False  # its moves need a generation, batched with every other seat waiting on it
 
-    def __init__(self, agent: Any, name: str = "policy", adapter: str | None = None, learns: bool = True):
+    def __init__(self, agent: Agent, name: str = "policy", adapter: str | None = None, learns: bool = True):
         self.agent, self.name, self.adapter, self.learns = agent, name, adapter, learns
 
     def act_batch(self, observations: Mapping[Hashable, SeatObservation]) -> dict[Hashable, Any]:
@@ -34,7 +64,7 @@ class PolicyPlayer:
     def assign_reward(self, slot: Hashable, reward: float) -> None:
         self.agent.assign_reward(reward, slot=slot)
 
-    def episode(self, slot: Hashable) -> Any:
+    def episode(self, slot: Hashable) -> Episode | None:
         return self.agent.current_episode(slot)
 
     def finish(self, slot: Hashable, learn: bool) -> Episode | None:
@@ -58,18 +88,19 @@ class PolicyPlayer:
         if not self.learns:
             return {}
         agent = self.agent
-        return {"adapter": adapter_state(agent, self.adapter),
+        # such a policy plays with an adapter of its own: `adapter` names it
+        return {"adapter": adapter_state(agent, cast(str, self.adapter)),
                 "value_head": {k: v.detach().cpu().clone() for k, v in agent.model.v_head.state_dict().items()},
                 "trainer": agent.trainer.state_dict(), "rng": agent.rng.getstate(),
                 "counters": dict(agent.counters), "buffer": list(agent.buffer)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from llamagym.run.checkpoint import restore_trainer
+        from llamagym.run.checkpoint import restore_trainer  # run/ sits above rollout/, and it imports torch
 
         if not state:
             return
         agent = self.agent
-        load_adapter_state(agent, self.adapter, state["adapter"])
+        load_adapter_state(agent, cast(str, self.adapter), state["adapter"])
         agent.model.v_head.load_state_dict(state["value_head"])
         restore_trainer(agent, state["trainer"])
         agent.rng.setstate(state["rng"])

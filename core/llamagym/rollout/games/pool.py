@@ -4,10 +4,13 @@ policy keeps beating its past selves instead of drifting into a strategy only it
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llamagym.rollout.games.adapters import adapter_state, add_adapter, clone_agent, load_adapter_state
 from llamagym.rollout.games.players import PolicyPlayer
+
+if TYPE_CHECKING:
+    from llamagym.agent.agent import Agent
 
 POOL_ADAPTER = "pool_{}"
 
@@ -16,7 +19,7 @@ class SnapshotPool:
     """Up to `size` past snapshots, each loaded in its own frozen adapter. A new snapshot replaces the oldest one
     that no game is using at that moment (it waits if all are in use), so no game changes opponent midway."""
 
-    def __init__(self, agent: Any, learner_adapter: str, size: int, every: int):
+    def __init__(self, agent: Agent, learner_adapter: str, size: int, every: int):
         self.agent, self.learner_adapter, self.size, self.every = agent, learner_adapter, size, every
         self.players: list[PolicyPlayer] = []
         self.ages: list[int] = []
@@ -39,7 +42,7 @@ class SnapshotPool:
         self.in_use[index] = self.in_use.get(index, 0) + 1
         return self.players[index]
 
-    def release(self, player: Any) -> None:
+    def release(self, player: PolicyPlayer) -> None:
         for index, candidate in enumerate(self.players):
             if candidate is player and self.in_use.get(index):
                 self.in_use[index] -= 1
