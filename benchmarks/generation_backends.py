@@ -19,6 +19,7 @@ from llamagym.config import LoraConfig
 from llamagym.policy.models import load_model
 from llamagym.plugins.manager import build_plugin_manager
 from llamagym.rollout.gym import RolloutEngine
+from llamagym.testing.engines import play_and_store
 from llamagym_blackjack.agent import BlackjackAgent
 
 GENERATION = {"max_new_tokens": 6, "max_history_turns": 1}
@@ -28,7 +29,7 @@ def rollout(engine: RolloutEngine, agent: BlackjackAgent, episodes: int, start: 
     """Play `episodes` training episodes (stored, not trained on); env steps and generated tokens per second."""
     tokens = agent.counters["generated_tokens"]
     with timer() as t:
-        results = engine.run(episodes, start_index=start)
+        results = play_and_store(engine, episodes, start_index=start)
     steps = sum(r.turns for r in results)
     return {"env_steps": steps, "seconds": t["s"], "env_steps_per_s": steps / t["s"],
             "generated_tokens_per_s": (agent.counters["generated_tokens"] - tokens) / t["s"]}
@@ -43,7 +44,7 @@ def measure(backend: str, args: argparse.Namespace) -> list[dict]:
                            seed=args.seed)
     engine = RolloutEngine(agent, lambda: gym.make("Blackjack-v1"), args.num_envs, args.seed)
     with timer() as startup:
-        engine.run(args.num_envs, start_index=10**6)  # warm-up: builds a vLLM engine, compiles kernels
+        play_and_store(engine, args.num_envs, start_index=10**6)  # warm-up: builds a vLLM engine, compiles kernels
     agent.buffer.clear()
     rows = [{"backend": backend, "phase": "rollout before update", **rollout(engine, agent, args.episodes, 0)}]
     with timer() as update:

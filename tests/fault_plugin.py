@@ -46,6 +46,8 @@ def llamagym_register_envs(register):
     register("FlakyStep-v0", "fault_plugin:FlakyBlackjack", kwargs={"fail_step_every": 3})
     register("FlakyReset-v0", "fault_plugin:FlakyBlackjack", kwargs={"fail_reset_every": 4})
     register("BrokenStep-v0", "fault_plugin:FlakyBlackjack", kwargs={"fail_step_every": 1})
+    # with an odd run seed, process 1 of a two-process run plays the even seeds: every one of its episodes fails
+    register("EvenSeedsFail-v0", "fault_plugin:FlakyBlackjack", kwargs={"fail_step_every": 2})
     register("Unbuildable-v0", "fault_plugin:unbuildable")
 
 

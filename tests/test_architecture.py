@@ -1,6 +1,5 @@
-"""The package's shape: no import cycle among the modules of `core/llamagym` (imports at module level, where a
-cycle breaks at import time; `if TYPE_CHECKING:` blocks and function bodies do not count), and the layout's
-rules that the code relies on."""
+"""The package's shape: no import cycle among the modules of `core/llamagym` (imports at module level and inside
+functions; `if TYPE_CHECKING:` blocks do not count), and the layout's rules that the code relies on."""
 
 from __future__ import annotations
 
@@ -27,33 +26,25 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def top_level_imports(tree: ast.Module, name: str, is_package: bool) -> list[str]:
-    """Every module a module imports when it is imported (relative imports resolved)."""
+def module_imports(tree: ast.Module, name: str, is_package: bool) -> list[str]:
+    """Every module a module imports, at module level or inside a function (a cycle through a function-body import
+    is a cycle too, only deferred), relative imports resolved; `if TYPE_CHECKING:` blocks are left out."""
+    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block)
+               for statement in block.body for node in ast.walk(statement)}
     found: list[str] = []
-
-    def visit(statements: list[ast.stmt]) -> None:
-        for node in statements:
-            if isinstance(node, ast.Import):
-                found.extend(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = name.split(".") if is_package else name.split(".")[:-1]
-                    parts = parts[:len(parts) - node.level + 1]
-                    base = ".".join(parts + ([node.module] if node.module else []))
-                found.append(base)
-                found.extend(f"{base}.{alias.name}" for alias in node.names)
-            elif isinstance(node, ast.If) and not _is_type_checking(node):
-                visit(node.body)
-                visit(node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body)
-                for handler in node.handlers:
-                    visit(handler.body)
-                visit(node.orelse)
-                visit(node.finalbody)
-
-    visit(tree.body)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = name.split(".") if is_package else name.split(".")[:-1]
+                parts = parts[:len(parts) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            found.append(base)
+            found.extend(f"{base}.{alias.name}" for alias in node.names)
     return found
 
 
@@ -62,7 +53,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in known.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        targets = top_level_imports(tree, name, path.name == "__init__.py")
+        targets = module_imports(tree, name, path.name == "__init__.py")
         graph[name] = {t for t in targets if t in known and t != name}
     return graph
 
@@ -107,10 +98,11 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_relative_imports_resolve_to_their_modules():
-    tree = ast.parse("from . import x\nfrom ..y import z\nif TYPE_CHECKING:\n    import w\n")
-    assert top_level_imports(tree, "llamagym.run.loop", False) == [
-        "llamagym.run", "llamagym.run.x", "llamagym.y", "llamagym.y.z"]
+def test_relative_and_function_body_imports_count_but_type_checking_ones_do_not():
+    tree = ast.parse("from . import x\nfrom ..y import z\nif TYPE_CHECKING:\n    import w\n"
+                     "def f():\n    import v\n")
+    assert sorted(module_imports(tree, "llamagym.run.loop", False)) == [
+        "llamagym.run", "llamagym.run.x", "llamagym.y", "llamagym.y.z", "v"]
 
 
 def test_no_import_cycle_inside_the_package():
@@ -136,3 +128,23 @@ def test_the_training_loop_is_the_only_place_that_starts_updates():
     update = re.compile(r"(\btrainer\.step\(|\b(agent|self)\.train\(\))")
     callers = [name for name, path in modules().items() if update.search(path.read_text(encoding="utf-8"))]
     assert sorted(callers) == ["llamagym.agent.agent", "llamagym.distributed.replicas", "llamagym.run.loop"]
+
+
+LOWER = ("agent", "policy", "algo", "rollout", "plugins")  # what a run is built from
+UPPER = ("run", "distributed", "tools", "cli")  # what builds runs from them
+
+
+def test_the_layers_below_a_run_do_not_import_the_layers_above():
+    """agent/, policy/, algo/, rollout/ and plugins/ never import run/, distributed/, tools/ or cli/ (type-only
+    imports aside), except run/rundir.py: the names of a run directory, a leaf every layer may read."""
+    offenders = []
+    for name, path in modules().items():
+        if len(name.split(".")) < 2 or name.split(".")[1] not in LOWER:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for target in module_imports(tree, name, path.name == "__init__.py"):
+            parts = target.split(".")
+            if len(parts) > 1 and parts[0] == "llamagym" and parts[1] in UPPER and target != "llamagym.run.rundir" \
+                    and not target.startswith("llamagym.run.rundir."):
+                offenders.append(f"{name} imports {target}")
+    assert offenders == []

@@ -140,7 +140,7 @@ def test_num_processes_checks_the_output_before_starting(tiny_model_dir, tmp_pat
 
 def test_devices_and_launch_settings(monkeypatch):
     from llamagym.distributed.group import process_device
-    from llamagym.distributed.launch import check_launch_settings, is_main_process, launched_world_size
+    from llamagym.distributed.environment import check_launch_settings, is_main_process, launched_world_size
 
     assert process_device("cpu", 3) == "cpu"
     assert process_device("auto", 1) == ("cuda:1" if torch.cuda.is_available() else "cpu")
@@ -289,3 +289,18 @@ def test_a_run_directory_in_use_is_refused_by_two_processes(tiny_model_dir, tmp_
     assert done.returncode == 2, _failure(done)
     assert "is in use by another llamagym process" in done.stderr and "Traceback" not in done.stderr
     assert list(out.iterdir()) == [out / ".lock"]
+
+
+def test_an_environment_failing_in_one_process_stops_every_process_with_one_error(tiny_model_dir, tmp_path):
+    """Process 1's environment fails every episode: its error budget runs out, and both processes stop after the
+    same update with the same error and a checkpoint, instead of one waiting for the other forever."""
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(WORKER.with_name("dp_faults_worker.py")), str(tmp_path), str(tiny_model_dir)],
+                          env=_launch_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, _failure(done)
+    messages = [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)]
+    assert messages[0] == messages[1], messages
+    assert "process 1: 3 environment errors in a row (limit 3" in messages[0]
+    assert "its last good state is in" in messages[0]
+    played = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    assert {r["process"] for r in played if r["error"]} == {1} and any(r["error"] is None for r in played)

@@ -10,7 +10,7 @@ import pytest
 import llamagym
 from llamagym import hookimpl
 from llamagym.plugins import manager as plugins
-from llamagym.errors import PluginError, UnknownNameError
+from llamagym.errors import NameClashError, PluginError, UnknownNameError
 from llamagym.plugins.registry import Registry
 
 
@@ -43,13 +43,78 @@ def test_unknown_names_list_installed_ones_and_suggest(bare_pm):
         registry.env("NoSuchEnv-v9")
 
 
-def test_two_plugins_claiming_one_name_is_an_error_naming_both(bare_pm):
-    bare_pm.register(_plugin("first", llamagym_register_agents=lambda register: register("dup", "m:A")),
-                     name="first")
-    bare_pm.register(_plugin("second", llamagym_register_agents=lambda register: register("dup", "m:B")),
-                     name="second")
-    with pytest.raises(PluginError, match="'dup' is registered by both 'first' and 'second'"):
-        Registry(bare_pm)
+def test_two_plugins_claiming_one_name_make_it_unusable_and_leave_the_rest(bare_pm):
+    bare_pm.register(_plugin("first", llamagym_register_agents=lambda register: register("dup", "m:A"),
+                             llamagym_register_envs=lambda register: register("Dup-v0", "m:make")), name="first")
+    bare_pm.register(_plugin("second", llamagym_register_agents=lambda register: (
+        register("dup", "m:B"), register("own", "m:C")),
+        llamagym_register_envs=lambda register: register("Dup-v0", "m:make2")), name="second")
+    registry = Registry(bare_pm)  # building the registry does not fail
+    assert list(registry.agents) == ["own"] and registry.agent("own").plugin == "second"
+    with pytest.raises(NameClashError, match="agent name 'dup' is registered by both 'first' and 'second'") as info:
+        registry.agent("dup")
+    assert isinstance(info.value, PluginError) and "\n" not in str(info.value)
+    assert info.value.plugins == ("first", "second") and "LLAMAGYM_BLOCK_PLUGINS=second" in str(info.value)
+    with pytest.raises(NameClashError, match="env id 'Dup-v0' is registered by both 'first' and 'second'"):
+        registry.env("Dup-v0")
+    assert [(c.kind, c.name, c.plugins) for c in registry.clashes] == [
+        ("agent", "dup", ("first", "second")), ("env", "Dup-v0", ("first", "second"))]
+    assert registry.errors == {}
+    with pytest.raises(UnknownNameError, match="installed: own"):  # a clashing name is not offered as installed
+        registry.agent("dupe")
+
+
+def test_a_name_claimed_by_three_plugins_names_them_all(bare_pm):
+    for name in ("a", "b", "c"):
+        bare_pm.register(_plugin(name, llamagym_register_agents=lambda register: register("dup", "m:A")), name=name)
+    with pytest.raises(NameClashError) as info:
+        Registry(bare_pm).agent("dup")
+    assert "agent name 'dup' is registered by 'a', 'b' and 'c'" in str(info.value)
+    assert "LLAMAGYM_BLOCK_PLUGINS=b,c" in str(info.value)
+
+
+def test_a_plugin_registering_one_name_twice_is_its_own_error(bare_pm):
+    bare_pm.register(_plugin("twice", llamagym_register_agents=lambda register: (
+        register("x", "m:A"), register("x", "m:B"))), name="twice")
+    bare_pm.register(_plugin("fine", llamagym_register_agents=lambda register: register("ok", "m:A")), name="fine")
+    registry = Registry(bare_pm)
+    assert registry.agent("x").entry_point == "m:A" and registry.agent("ok").plugin == "fine"
+    assert "registered agent name 'x' twice" in registry.errors["twice"] and registry.clashes == []
+
+
+def test_an_env_with_a_bad_kind_is_the_plugins_error_not_everyones(bare_pm):
+    bare_pm.register(_plugin("odd", llamagym_register_envs=lambda register: register("Odd-v0", "m:make", kind="x")),
+                     name="odd")
+    bare_pm.register(_plugin("fine", llamagym_register_envs=lambda register: register("Fine-v0", "m:make")),
+                     name="fine")
+    registry = Registry(bare_pm)
+    assert registry.env("Fine-v0").plugin == "fine" and "Odd-v0" not in registry.envs
+    assert "kind 'x'" in registry.errors["odd"] and "gymnasium, aec, parallel" in registry.errors["odd"]
+
+
+def test_a_plugin_reusing_an_installed_agent_name_stops_only_that_name(with_plugins):
+    """Issue 18: a plugin that registers `blackjack` next to the first-party blackjack plugin."""
+    from click.testing import CliRunner
+
+    from llamagym.cli import cli
+    from llamagym.plugins.registry import get_registry
+    from llamagym.run.setup import resolve_config
+
+    installed = Registry(plugins.build_plugin_manager()).agents
+    if "blackjack" not in installed or len(installed) < 2:
+        pytest.skip("needs the first-party blackjack plugin and one other agent installed")
+    other = next(name for name in installed if name != "blackjack")
+    owner = installed["blackjack"].plugin
+    with_plugins(_plugin("lgtp_clash", llamagym_register_agents=lambda register: register("blackjack", "m:A")))
+    for command in (["list"], ["list", "--json"], ["plugins"], ["plugins", "--json"]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 0, (command, result.output)
+        assert "lgtp_clash" in result.output, command
+    assert f"agent name 'blackjack' is registered by both {owner!r} and 'lgtp_clash'" in \
+        CliRunner().invoke(cli, ["list"]).stderr
+    assert resolve_config({"agent": other, "env": "Blackjack-v1"}, use_preset=False).agent == other
+    with pytest.raises(NameClashError, match="LLAMAGYM_BLOCK_PLUGINS=lgtp_clash"):
+        get_registry().agent("blackjack")
 
 
 def test_a_raising_registration_hook_is_reported_not_fatal(bare_pm):
@@ -277,7 +342,7 @@ def test_a_name_claimed_twice_names_the_plugins_in_registration_order_whoever_ru
     bare_pm.register(_plugin("plain", llamagym_register_agents=lambda register: register("dup", "m:B")),
                      name="plain")
     with pytest.raises(PluginError, match="'dup' is registered by both 'plain' and 'eager'"):
-        Registry(bare_pm)
+        Registry(bare_pm).agent("dup")
 
 
 @pytest.mark.parametrize("plugin_type", ["module", "unhashable"])
@@ -340,7 +405,7 @@ def test_every_hook_call_is_seen_by_pluggys_monitoring(bare_pm):
 
 
 def test_resolve_env_answers_for_ids_nobody_registered_and_gymnasium_answers_last(bare_pm):
-    from llamagym.plugins.registry import EnvSpec
+    from llamagym.plugins.specs import EnvSpec
 
     def resolve(env_id):
         if env_id.startswith("Maze-") or env_id == "FrozenLake-v1":

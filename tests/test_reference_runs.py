@@ -19,6 +19,9 @@ ADDED_FIELDS: dict[str, dict[str, set[str]]] = {
     # game results since the one before (the old run loop trained it behind the engine's back, without them)
     "tictactoe-selfplay": {"metrics": GAME_STATS},
 }
+# every episode row records the conversation the model saw (issue 18: `messages`, record_conversations = 1)
+for _case in reference_runs.CASES:
+    ADDED_FIELDS.setdefault(_case, {}).setdefault("episodes", set()).add("messages")
 
 
 @pytest.fixture(scope="module")

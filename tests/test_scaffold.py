@@ -2,6 +2,7 @@
 see it listed, run its generated tests, train it a few episodes on a tiny model, uninstall it and see it gone."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -50,6 +51,17 @@ def test_scaffolding_over_an_existing_package_is_refused(tmp_path):
     result = CliRunner().invoke(cli, ["new", "word-chain", "-d", str(tmp_path)])
     assert result.exit_code == 2 and "already exists" in result.output
     assert (tmp_path / "llamagym-word-chain" / "README.md").read_text() == "mine"
+
+
+def test_the_generated_env_passes_gymnasiums_checker_in_its_own_tests(tmp_path):
+    """The generated tests run `check_env` on the env (pip-free: the package directory on the path), so a plugin
+    started from the template keeps passing it."""
+    package = scaffold_plugin("checker-guess", tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package), os.environ.get("PYTHONPATH", "")])}
+    tests = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "env_checker"],
+                 cwd=package, env=env)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert "1 passed" in tests.stdout
 
 
 def _run(args, **kwargs):

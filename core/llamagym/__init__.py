@@ -24,6 +24,7 @@ _LAZY = {
     "Episode": "llamagym.agent.episode",
     "Turn": "llamagym.agent.episode",
     "load_model": "llamagym.policy.models",
+    "make_env": "llamagym.envs",
 }
 
 __all__ = ["ActionParseError", "ConfigError", "LlamaGymError", "PluginError", "TrainingError", "UsageError",

@@ -149,6 +149,10 @@ class RunConfig:
                                      "(metrics.jsonl is always written)")
     max_env_errors: int = option(10, "environment errors (in reset or step) in a row before the run stops; each "
                                  "drops its episode (0: never stop)", min=0)
+    record_conversations: float = option(
+        1.0, "share of episodes whose conversation (system prompt, prompts, responses) episodes.jsonl records in "
+        "`messages`, spread evenly over the episode indices (0.1: one in ten; 0: none, each row's `messages` empty)",
+        min=0.0, max=1.0)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)

@@ -34,6 +34,15 @@ class PluginError(LlamaGymError):
     """A plugin failed to load, registered a taken name, or raised inside a hook."""
 
 
+class NameClashError(PluginError):
+    """An agent name or env id that two or more plugins register: it cannot be used until one of them is
+    uninstalled or blocked; every other name still works. The message names the plugins and how to resolve it."""
+
+    def __init__(self, message: str, kind: str = "", name: str = "", plugins: tuple[str, ...] = ()):
+        self.kind, self.name, self.plugins = kind, name, plugins
+        super().__init__(message)
+
+
 class TrainingError(LlamaGymError):
     """Training cannot go on (for example repeated non-finite losses)."""
 

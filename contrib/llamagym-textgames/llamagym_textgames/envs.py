@@ -14,15 +14,21 @@ FROZENLAKE_MOVES = ("left", "down", "right", "up")  # Gymnasium's action order
 TAXI_ACTIONS = ("south", "north", "east", "west", "pickup", "dropoff")
 TILES = {"S": "the start", "F": "frozen ice", "H": "a hole", "G": "the goal"}
 TAXI_STOPS = "RGYB"
+MAX_TEXT = 2000  # characters; a description longer than this is outside the observation space
 
 
-class TextObservation(gymnasium.ObservationWrapper):
-    """Replaces the integer state with `describe(unwrapped_env, state)`."""
+class TextObservation(gymnasium.ObservationWrapper, gymnasium.utils.RecordConstructorArgs):
+    """Replaces the integer state with `describe(unwrapped_env, state)`.
+
+    It records its constructor's arguments, as Gymnasium's own wrappers do, so that `env.spec` can describe the
+    wrapped env and `gymnasium.make(env.spec)` (which `check_env` uses for render modes) recreates it."""
 
     def __init__(self, env: gymnasium.Env, describe: Callable[[Any, int], str]):
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self, describe=describe)
+        gymnasium.ObservationWrapper.__init__(self, env)
         self.describe = describe
-        self.observation_space = spaces.Text(max_length=2000, charset=string.printable)
+        # every character the descriptions use (the map's newlines, "@", punctuation), and room for the longest
+        self.observation_space = spaces.Text(max_length=MAX_TEXT, charset=string.printable)
 
     def observation(self, observation: Any) -> str:
         return self.describe(self.env.unwrapped, int(observation))

@@ -61,6 +61,31 @@ def test_the_shortest_plan_solves_each_game_through_the_text_wrapper(registry, e
     assert expected[0] <= min(returns) and max(returns) <= expected[1]
 
 
+@pytest.mark.parametrize("env_id", ["FrozenLakeText-v0", "TaxiText-v0"])
+def test_each_game_passes_gymnasiums_env_checker(registry, env_id, monkeypatch):
+    """`check_env` on the env as `llamagym run` makes it (the wrapper included, so `env.spec` must be able to
+    recreate it), and every observation of random play inside the text observation space."""
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # the render-mode check opens a "human" window: off-screen
+    env = registry.env(env_id).make()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")  # wrapped on purpose
+        check_env(env)
+    assert env.spec.additional_wrappers[-1].name == "TextObservation"
+    env.action_space.seed(0)
+    for seed in range(5):
+        observation, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            assert env.observation_space.contains(observation), observation
+            observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            done = terminated or truncated
+        assert env.observation_space.contains(observation), observation
+
+
 def test_no_plan_from_a_hole():
     import gymnasium as gym
 

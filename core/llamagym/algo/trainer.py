@@ -164,6 +164,7 @@ class PPOTrainer:
         self.updates = 0
         self.nonfinite_updates = 0
         self.prefix_length = 0
+        self.on_progress: Callable[[str], None] | None = None  # told each phase of an update: "scoring", "epoch k/n"
 
     @property
     def ref_model(self) -> AutoModelForCausalLMWithValueHead | None:
@@ -199,6 +200,7 @@ class PPOTrainer:
             check_data_parallel(self.config)
         self._set_learning_rate()
         self.prefix_length = self._shared_prefix(samples)
+        self._progress("scoring")
         self._score(samples)
         kl_stats = self._advantages(samples, len(episodes), [e.group for e in episodes])
         finite = all(torch.isfinite(_present(s.advantages)).all() for s in samples)
@@ -216,6 +218,10 @@ class PPOTrainer:
                       "ppo/update": self.updates, "ppo/learning_rate": self.optimizer.param_groups[0]["lr"],
                       "time/ppo_s": time.perf_counter() - started})
         return stats
+
+    def _progress(self, phase: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(phase)
 
     def _set_learning_rate(self) -> None:
         """The step size of the next update: constant, or linearly annealed so that late updates, taken on a
@@ -366,6 +372,7 @@ class PPOTrainer:
         grad_norms: list[float] = []
         for _ in range(cfg.ppo_epochs):
             epochs_run += 1
+            self._progress(f"epoch {epochs_run}/{cfg.ppo_epochs}")
             batches = (length_grouped_minibatches(samples, cfg.mini_batch_size, self.rng) if self.sync is None
                        else self.sync.minibatches(samples, cfg.mini_batch_size, self.rng))
             epoch_kl, window_finite = [], True
@@ -446,6 +453,14 @@ class PPOTrainer:
         self.updates = state["updates"]
         self.rng.setstate(state["rng"])
         self.estimator.load_state_dict(state.get("estimator", {}))
+
+    def restore(self, state: dict) -> None:
+        """`load_state_dict` for a resumed run: the saved optimiser, KL controller and update count, but the
+        learning rate and weight decay configured now (a resumed run may change them)."""
+        configured = [{"lr": g["lr"], "weight_decay": g.get("weight_decay")} for g in self.optimizer.param_groups]
+        self.load_state_dict(state)
+        for group, settings in zip(self.optimizer.param_groups, configured):
+            group.update({k: v for k, v in settings.items() if v is not None})
 
 
 def _accumulate(totals: dict[str, float], stats: dict[str, float]) -> None:

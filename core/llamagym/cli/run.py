@@ -10,7 +10,8 @@ import click
 from llamagym.cli.group import CliError, cli
 from llamagym.cli.options import collect_flags, config_options
 from llamagym.config import RunConfig
-from llamagym.distributed.launch import is_main_process, launch
+from llamagym.distributed.environment import is_main_process
+from llamagym.distributed.launch import launch
 from llamagym.errors import UsageError
 from llamagym.policy.models import resolve_model_source
 from llamagym.run.interrupts import ForcedStop

@@ -1,6 +1,6 @@
-"""Multi-process runs: recognise a process started by a launcher (`accelerate launch`, torchrun, mpirun) from its
-environment, and start N processes for `llamagym run --num-processes N` with torch's elastic launcher (the
-engine under torchrun and `accelerate launch`). Kept free of torch imports at module level."""
+"""`llamagym run --num-processes N`: start N processes with torch's elastic launcher (the engine under torchrun and
+`accelerate launch`), pass Ctrl-C on to them, and report a failed one in one line. Kept free of torch imports at
+module level."""
 
 from __future__ import annotations
 
@@ -17,42 +17,10 @@ from typing import Any
 
 from llamagym import errors
 from llamagym.config import RunConfig
+from llamagym.distributed.environment import launched_world_size
 from llamagym.errors import LlamaGymError, TrainingError, UsageError
 from llamagym.logs import configure_logging
 from llamagym.run.interrupts import STOP_FILE_ENV, ForcedStop
-
-WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
-SHARDING_VARIABLES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
-
-
-def _first_int(names: tuple[str, ...], default: int) -> int:
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return int(value)
-    return default
-
-
-def launched_world_size() -> int:
-    """How many processes the launcher started (1 when llamagym was started directly)."""
-    return _first_int(WORLD_SIZE_VARIABLES, 1)
-
-
-def is_main_process() -> bool:
-    """Whether this is process 0 (the one that prints and writes files); true outside multi-process runs."""
-    return _first_int(RANK_VARIABLES, 0) == 0
-
-
-def check_launch_settings() -> None:
-    """Refuse accelerate configs that shard the model (FSDP, DeepSpeed ZeRO): llamagym replicates the frozen base
-    model and sums adapter gradients itself, so running on under such a config would silently ignore it."""
-    for variable, name in SHARDING_VARIABLES.items():
-        if os.environ.get(variable, "false").lower() == "true":
-            raise UsageError(f"the accelerate config asks for {name}, which llamagym does not support yet: "
-                             f"data-parallel runs replicate the model on every process; use a multi-GPU "
-                             f"config without {name} (see docs/guides/scaling.md)")
-
 
 def launch(num_processes: int, config: RunConfig, output: Path | None, *, resume: bool, overwrite: bool,
            show_progress: bool, verbose: bool = False) -> dict[str, Any]:
@@ -93,7 +61,9 @@ def _signals_to(stop_file: Path) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         if stop_file.exists():
             original(signum, frame)  # raises SignalException: the agent kills the processes
-        stop_file.write_text(str(signum), encoding="utf-8")
+        staging = stop_file.with_name(stop_file.name + ".tmp")  # the processes never read half a file
+        staging.write_text(str(signum), encoding="utf-8")
+        os.replace(staging, stop_file)
 
     # installed when the processes start
     api._terminate_process_handler = handler
@@ -138,4 +108,4 @@ def _child_error(exc: Any) -> LlamaGymError:
     return TrainingError(f"process {rank} failed: {detail} (run with -v for its traceback)")
 
 
-__all__ = ["launch", "launched_world_size", "is_main_process", "check_launch_settings"]
+__all__ = ["launch"]

@@ -14,7 +14,7 @@ from llamagym.agent.agent import Agent
 from llamagym.agent.episode import Episode, Turn, episode_stats
 from llamagym.algo.advantages import check_data_parallel
 from llamagym.distributed.global_batch import GlobalBatch
-from llamagym.distributed.group import DataParallel
+from llamagym.distributed.group import DataParallel, process_device
 from llamagym.errors import UsageError
 from llamagym.rollout.engine import Engine, Learner
 from llamagym.rollout.gym import RolloutEngine
@@ -80,9 +80,16 @@ class Replicas:
         batch = learner.agent.ppo_config.batch_size
         return max(0, episodes // batch - self.updates_here) + (1 if episodes % batch else 0)
 
-    def stop_requested(self, stop: StopRequest | None) -> bool:
-        """Whether any process was asked to stop (so that all stop after the same update)."""
-        return not self.dp.all_true(not (stop is not None and stop.requested))
+    def agree(self, stop: StopRequest | None, failure: str | None) -> tuple[bool, str | None]:
+        """Every process's stop signal and environment failure, so that all stop (or fail) after the same update;
+        a signal another process got becomes this one's too (process 0 writes the summary)."""
+        signal = stop.signal if stop is not None and stop.requested else None
+        seen = self.dp.gather((signal, failure))
+        failures = [f"process {rank}: {text}" for rank, (_, text) in enumerate(seen) if text is not None]
+        signals = [number for number, _ in seen if number is not None]
+        if stop is not None and stop.signal is None and signals:
+            stop.signal = signals[0]
+        return bool(signals), failures[0] if failures else None
 
     def episode_stats(self, episodes: list[Episode]) -> dict[str, float]:
         """`agent.episode_stats` over the episodes of every process."""
@@ -100,6 +107,9 @@ class Replicas:
 
     def barrier(self) -> None:
         self.dp.barrier()
+
+    def device(self, requested: str) -> str:
+        return process_device(requested, self.dp.local_rank)
 
     def close(self) -> None:
         self.dp.close()

@@ -8,7 +8,8 @@ answer last, so an installed plugin can change an agent it did not write.
 The core's own behaviours are default plugins in `llamagym.plugins.builtin`, registered like any other. Every hook
 is called through pluggy (`llamagym.plugins.calling`), so `wrapper=True` implementations and tracing see each call.
 The annotations say what each hook is given and returns; the ``register`` callbacks are typed by the protocols
-`AgentRegister`, `EnvRegister` and `OpponentRegister`, which an implementation may use in its own annotations.
+`AgentRegister`, `EnvRegister` and `OpponentRegister`, which an implementation may use in its own annotations;
+`Outcome` is what `llamagym_episode_outcome` answers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from llamagym.agent.agent import Agent
-    from llamagym.plugins.registry import EnvSpec
+    from llamagym.plugins.specs import EnvSpec
     from llamagym.rollout.games.observation import SeatObservation
 
 PROJECT_NAME = "llamagym"
@@ -30,6 +31,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 EnvKind = Literal["gymnasium", "aec", "parallel"]
+Outcome = Literal["win", "draw", "loss"]
 OpponentPolicy = Callable[["SeatObservation", random.Random], Any]
 
 
@@ -151,4 +153,16 @@ def llamagym_expert_action(agent: Agent, observation: Any) -> Any | None:
     ``llamagym collect --policy expert`` plays these actions and records them as the agent's responses (written by
     ``agent.format_action(action)``), as demonstrations for ``llamagym sft``. The agent's own ``expert_action()``
     answers last.
+    """
+
+
+@hookspec(firstresult=True)
+def llamagym_episode_outcome(agent: Agent, env_return: float, info: dict[str, Any]) -> Outcome | None:
+    """Return whether an episode that just ended was a ``"win"``, a ``"draw"`` or a ``"loss"``, or None to pass.
+
+    ``env_return`` is the episode's return; ``info`` the ``info`` of its final step (Gymnasium envs; a PettingZoo
+    game passes an empty dict). When no implementation answers, ``info["outcome"]`` decides, else
+    ``info["is_success"]`` (True a win, False a loss), else the sign of the return. ``llamagym eval`` reports
+    win / draw / loss rates from these outcomes: a game that pays 1 for a win and 0 for a loss says so here (or in
+    ``info``), or its losses count as draws.
     """

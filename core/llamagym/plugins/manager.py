@@ -3,7 +3,7 @@ then every plugin installed under the `llamagym` entry-point group. A plugin tha
 its error instead of breaking the others.
 
 Environment variables: ``LLAMAGYM_LOAD_PLUGINS=a,b`` loads only those entry points (empty: none),
-``LLAMAGYM_BLOCK_PLUGINS=a,b`` skips those.
+``LLAMAGYM_BLOCK_PLUGINS=a,b`` skips those; skipped plugins are recorded too (status `not_selected`, `blocked`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,14 @@ LOAD_ENV = "LLAMAGYM_LOAD_PLUGINS"
 BLOCK_ENV = "LLAMAGYM_BLOCK_PLUGINS"
 
 
+LOADED, FAILED, BLOCKED, NOT_SELECTED = "loaded", "failed", "blocked", "not_selected"
+
+
 @dataclass
 class PluginRecord:
-    """What the listing shows about one plugin: where it came from and whether it loaded."""
+    """What the listing shows about one plugin: where it came from and whether it loaded. `status` is `loaded`,
+    `failed` (with `error`), `blocked` (named in LLAMAGYM_BLOCK_PLUGINS) or `not_selected` (LLAMAGYM_LOAD_PLUGINS
+    is set and does not name it); blocked and unselected plugins are not imported."""
 
     name: str
     module: str | None = None
@@ -36,6 +41,7 @@ class PluginRecord:
     version: str | None = None
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
+    status: str = LOADED
 
 
 @dataclass
@@ -90,11 +96,14 @@ def load_report(pm: pluggy.PluginManager) -> LoadReport:
     return getattr(pm, "llamagym_load_report", LoadReport())
 
 
-def _selected(name: str) -> bool:
+def _selection(name: str) -> str:
+    """`loaded` if the environment variables let the entry point `name` load, else `blocked` or `not_selected`."""
     load, block = os.environ.get(LOAD_ENV), os.environ.get(BLOCK_ENV, "")
     if name in {n.strip() for n in block.split(",") if n.strip()}:
-        return False
-    return load is None or name in {n.strip() for n in load.split(",") if n.strip()}
+        return BLOCKED
+    if load is None or name in {n.strip() for n in load.split(",") if n.strip()}:
+        return LOADED
+    return NOT_SELECTED
 
 
 def _entry_points():
@@ -107,22 +116,27 @@ def _load_entry_points(pm: pluggy.PluginManager, report: LoadReport) -> None:
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
         key = (dist_name or "", ep.name)
-        if key in seen or not _selected(ep.name):  # one distribution found twice on sys.path counts once
+        if key in seen:  # one distribution found twice on sys.path counts once
             continue
         seen.add(key)
-        record = PluginRecord(ep.name, ep.value, dist_name, dist.version if dist is not None else None)
+        record = PluginRecord(ep.name, ep.value, dist_name, dist.version if dist is not None else None,
+                              status=_selection(ep.name))
+        if record.status != LOADED:  # blocked or not selected: listed as such, never imported
+            report.records.setdefault(ep.name, record)
+            continue
         report.records[ep.name] = record
         if pm.has_plugin(ep.name):
-            record.error = f"the plugin name {ep.name!r} is taken by another distribution"
+            record.error, record.status = f"the plugin name {ep.name!r} is taken by another distribution", FAILED
             continue
         try:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin is shown in the listing, never a crash
-            record.error = f"{type(exc).__name__}: {exc}"
+            record.error, record.status = f"{type(exc).__name__}: {exc}", FAILED
 
 
 def plugin_records(pm: pluggy.PluginManager) -> list[PluginRecord]:
-    """Every plugin: loaded ones with the hooks they implement, failed ones with their error."""
+    """Every plugin: loaded ones with the hooks they implement, failed ones with their error, blocked and unselected
+    ones with their status."""
     records = dict(load_report(pm).records)
     for name, plugin in pm.list_name_plugin():
         record = records.setdefault(name, PluginRecord(name, getattr(plugin, "__name__", None)))

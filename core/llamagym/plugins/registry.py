@@ -2,88 +2,79 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from llamagym.errors import LlamaGymError, PluginError, UnknownNameError, UsageError
-from llamagym.plugins.calling import call_pm_hook, call_registration_hook
+from llamagym.errors import NameClashError, UnknownNameError
+from llamagym.plugins.calling import BUILTIN_PREFIX, call_pm_hook, call_registration_hook
 from llamagym.plugins.manager import get_plugin_manager, load_report
+from llamagym.plugins.specs import ENV_KINDS, AgentSpec, EnvSpec
 
 if TYPE_CHECKING:
     from llamagym.agent.agent import Agent
 
-ENV_KINDS = ("gymnasium", "aec", "parallel")
-
-
-def import_object(reference: Any) -> Any:
-    """Resolve a ``"package.module:attribute"`` string; anything else is returned as it is."""
-    if not isinstance(reference, str):
-        return reference
-    module_name, _, attribute = reference.partition(":")
-    obj = importlib.import_module(module_name)
-    for part in attribute.split(".") if attribute else []:
-        obj = getattr(obj, part)
-    return obj
-
-
 @dataclass(frozen=True)
-class AgentSpec:
-    """An agent a plugin registered: the class (or where to import it from) and its recommended settings."""
+class Clash:
+    """An agent name or env id registered by more than one plugin (in registration order): no one can use it."""
 
+    kind: str  # "agent" or "env"
     name: str
-    entry_point: type[Agent] | str
-    description: str = ""
-    plugin: str = ""
-    preset: dict[str, Any] | str | None = None
+    plugins: tuple[str, ...]
 
-    def load(self) -> type:
-        return import_object(self.entry_point)
+    @property
+    def label(self) -> str:
+        return "agent name" if self.kind == "agent" else "env id"
 
+    def message(self) -> str:
+        """One line: the name, every plugin that registers it, and how to make it usable again."""
+        quoted = [repr(p) for p in self.plugins]
+        who = f"both {quoted[0]} and {quoted[1]}" if len(quoted) == 2 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+        return f"{self.label} {self.name!r} is registered by {who}, so " \
+               f"{'neither' if len(quoted) == 2 else 'none'} can be used; {self.resolution()}"
 
-@dataclass(frozen=True)
-class EnvSpec:
-    """An environment a plugin registered; `make()` returns a fresh instance."""
+    def resolution(self) -> str:
+        """What makes the name usable: uninstall all but one plugin, or block the others (never a built-in one,
+        which cannot be blocked; else every plugin but the first)."""
+        resolve = "uninstall one of them" if len(self.plugins) == 2 else "uninstall all but one"
+        blockable = [p for p in self.plugins if not p.startswith(BUILTIN_PREFIX)]
+        if len(blockable) == len(self.plugins):
+            blockable = blockable[1:]
+        if blockable:
+            resolve += f" or block {'it' if len(blockable) == 1 else 'them'} with " \
+                       f"LLAMAGYM_BLOCK_PLUGINS={','.join(blockable)}"
+        return resolve
 
-    id: str
-    entry_point: Any = None
-    kind: str = "gymnasium"
-    description: str = ""
-    plugin: str = ""
-    kwargs: dict = field(default_factory=dict)
+    def error(self) -> NameClashError:
+        return NameClashError(self.message(), self.kind, self.name, self.plugins)
 
-    def make(self, **overrides: Any) -> Any:
-        """A new instance; one that cannot be created is an error naming the env, its plugin and the cause."""
-        kwargs = {**self.kwargs, **overrides}
-        try:
-            if self.entry_point is None:
-                import gymnasium  # gymnasium: loaded when an env is made, not by `llamagym list`
-
-                return gymnasium.make(self.id, **kwargs)
-            return import_object(self.entry_point)(**kwargs)
-        except LlamaGymError:
-            raise
-        except Exception as exc:
-            cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            if self.plugin == "gymnasium" or self.entry_point is None:
-                raise UsageError(f"cannot create env {self.id!r}: {cause}; install what it needs (for Gymnasium "
-                                 f"envs, e.g. pip install 'gymnasium[box2d]') or check its kwargs") from None
-            raise PluginError(f"env {self.id!r} of plugin {self.plugin!r} cannot be created: {cause}") from None
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "plugins": list(self.plugins)}
 
 
 class Registry:
-    """Agents and envs from every loaded plugin; a name claimed twice is an error naming both plugins."""
+    """Agents and envs from every loaded plugin. A name two plugins register is set aside as a `Clash`: asking for
+    it raises a `NameClashError` naming both, while every other name works; a plugin whose registration fails is
+    listed in `errors`."""
 
     def __init__(self, pm: pluggy.PluginManager):
         self.pm = pm
         self.agents: dict[str, AgentSpec] = {}
         self.envs: dict[str, EnvSpec] = {}
         self.errors: dict[str, str] = {}
+        self._clashes: dict[tuple[str, str], Clash] = {}
         self._collect(pm, "llamagym_register_agents", self._agent_register)
         self._collect(pm, "llamagym_register_envs", self._env_register)
+
+    @property
+    def clashes(self) -> list[Clash]:
+        """Every clashing name, agents first, each in the order it was first claimed."""
+        return list(self._clashes.values())
+
+    def clashes_of(self, plugin: str) -> list[Clash]:
+        return [clash for clash in self._clashes.values() if plugin in clash.plugins]
 
     def _collect(self, pm: pluggy.PluginManager, hook_name: str, make_register: Callable) -> None:
         """Each registration tagged with its plugin; a plugin whose registration raises is reported in `errors`,
@@ -97,30 +88,49 @@ class Registry:
     def _agent_register(self, plugin: str) -> Callable:
         def register(name: str, agent: type[Agent] | str, description: str = "",
                      preset: dict[str, Any] | str | None = None) -> None:
-            _claim(self.agents, name, "agent", plugin)
-            self.agents[name] = AgentSpec(name, agent, description or _first_doc_line(agent), plugin, preset)
+            self._claim(self.agents, "agent",
+                        AgentSpec(name, agent, description or _first_doc_line(agent), plugin, preset))
 
         return register
 
     def _env_register(self, plugin: str) -> Callable:
         def register(env_id: str, entry_point: Any = None, kind: str = "gymnasium", description: str = "",
                      kwargs: dict | None = None) -> None:
-            if kind not in ENV_KINDS:
-                raise PluginError(f"plugin {plugin!r} registered env {env_id!r} with kind {kind!r}; "
-                                  f"use one of {', '.join(ENV_KINDS)}")
-            _claim(self.envs, env_id, "env", plugin)
-            self.envs[env_id] = EnvSpec(env_id, entry_point, kind, description, plugin, dict(kwargs or {}))
+            if kind not in ENV_KINDS:  # not a PluginError: this plugin's failure (in `errors`), not everyone's
+                raise ValueError(f"env {env_id!r} has kind {kind!r}; use one of {', '.join(ENV_KINDS)}")
+            self._claim(self.envs, "env", EnvSpec(env_id, entry_point, kind, description, plugin, dict(kwargs or {})))
 
         return register
 
+    def _claim(self, table: dict[str, Any], kind: str, spec: AgentSpec | EnvSpec) -> None:
+        """Enter `spec` under its name, unless another plugin has the name: then the name becomes a clash (taken out
+        of `table`, so that nothing uses either plugin's by mistake). A plugin registering one name twice fails
+        on its own (a ValueError: `call_registration_hook` records it in `errors`, stopping that plugin only)."""
+        name = spec.name if isinstance(spec, AgentSpec) else spec.id
+        clash = self._clashes.get((kind, name))
+        claimed_by = clash.plugins if clash is not None else (table[name].plugin,) if name in table else ()
+        if spec.plugin in claimed_by:
+            raise ValueError(f"it registered {'agent name' if kind == 'agent' else 'env id'} {name!r} twice")
+        if not claimed_by:
+            table[name] = spec
+            return
+        table.pop(name, None)
+        self._clashes[(kind, name)] = Clash(kind, name, (*claimed_by, spec.plugin))
+
     def agent(self, name: str) -> AgentSpec:
+        """The agent registered under `name`; a name two plugins register raises a NameClashError naming both."""
+        if ("agent", name) in self._clashes:
+            raise self._clashes[("agent", name)].error()
         if name not in self.agents:
             raise UnknownNameError("agent", name, self.agents, self._unknown_hint("agent"))
         return self.agents[name]
 
     def env(self, env_id: str) -> EnvSpec:
         """A registered env, else what the `llamagym_resolve_env` hook makes of the id: the built-in plugin
-        `llamagym.gymnasium_envs` answers last with any id Gymnasium itself knows (so `--env FrozenLake-v1` works)."""
+        `llamagym.gymnasium_envs` answers last with any id Gymnasium itself knows (so `--env FrozenLake-v1` works).
+        An id two plugins register raises a NameClashError naming both (it is not handed on to the hook)."""
+        if ("env", env_id) in self._clashes:
+            raise self._clashes[("env", env_id)].error()
         if env_id in self.envs:
             return self.envs[env_id]
         spec = call_pm_hook(self.pm, "llamagym_resolve_env", env_id=env_id)
@@ -138,12 +148,6 @@ class Registry:
                 f"{name} ({str(error).strip().splitlines()[0] if str(error).strip() else 'no message'})"
                 for name, error in sorted(failed.items()))
         return hint
-
-
-def _claim(table: dict, name: str, kind: str, plugin: str) -> None:
-    if name in table:
-        raise PluginError(f"{kind} name {name!r} is registered by both {table[name].plugin!r} and {plugin!r}; "
-                          f"uninstall one of them or block it with LLAMAGYM_BLOCK_PLUGINS={plugin}")
 
 
 def _first_doc_line(obj: Any) -> str:

@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-VALUE_HEAD_FILE = "value_head.safetensors"
+from llamagym.run.rundir import VALUE_HEAD_FILE
+
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

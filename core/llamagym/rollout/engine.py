@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import numbers
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
-from llamagym.errors import TrainingError
+from llamagym.errors import PluginError, TrainingError
+from llamagym.plugins.calling import call_hook
 
 if TYPE_CHECKING:
     from llamagym.agent.agent import Agent
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EVAL_SEED_OFFSET = 1_000_000_007  # evaluation episodes never share seeds with training episodes
+OUTCOMES = ("win", "draw", "loss")
+
+Messages = list[dict[str, str]]  # a conversation: {"role", "content"} messages, the system prompt first
 
 
 def episode_seed(seed: int, index: int, evaluation: bool = False) -> int:
@@ -31,9 +36,48 @@ def episode_seed(seed: int, index: int, evaluation: bool = False) -> int:
     return (seed * 7_919 + index + (EVAL_SEED_OFFSET if evaluation else 0)) % 2**31
 
 
+def episode_outcome(agent: Any, env_return: float, info: Mapping[str, Any] | None) -> str:
+    """Whether an episode was a win, a draw or a loss: the first of
+
+    1. a plugin's (or the agent's) answer to `llamagym_episode_outcome(agent, env_return, info)`;
+    2. the env's word in the final step's `info`: `info["outcome"]` ("win", "draw" or "loss"), else
+       `info["is_success"]` (a bool, Gymnasium's convention: True a win, False a loss);
+    3. the sign of the return (> 0 a win, 0 a draw, < 0 a loss).
+    """
+    info = dict(info or {})
+    answer = None
+    if getattr(agent, "plugin_manager", None) is not None:  # a stand-in for an agent (tests) may have none
+        answer = call_hook(agent, "llamagym_episode_outcome", env_return=env_return, info=info)
+    if answer is not None:
+        if answer not in OUTCOMES:
+            raise PluginError(f"llamagym_episode_outcome returned {answer!r}; it must return one of "
+                              f"{', '.join(OUTCOMES)} or None")
+        return str(answer)
+    told = info.get("outcome")
+    if isinstance(told, str) and told in OUTCOMES:
+        return told
+    success = info.get("is_success")
+    if isinstance(success, (bool, numbers.Number)) or type(success).__name__ == "bool_":  # numpy's bool too
+        return "win" if bool(success) else "loss"
+    return sign_outcome(env_return)
+
+
+def conversation(agent: Any, slot: Hashable) -> Messages:
+    """A copy of the conversation of `agent`'s slot so far (`Agent.messages`; empty if it has none)."""
+    messages = getattr(agent, "messages", None)  # a stand-in for an agent (tests) may keep none
+    return (messages(slot) or []) if messages is not None else []
+
+
+def sign_outcome(env_return: float) -> str:
+    """The outcome by the sign of the return: what counts when neither the env nor a plugin says."""
+    return "win" if env_return > 0 else "loss" if env_return < 0 else "draw"
+
+
 @dataclass
 class EpisodeResult:
-    """What one finished (or failed) episode amounted to."""
+    """What one finished (or failed) episode amounted to. `outcome` is "win", "draw" or "loss" (see
+    `episode_outcome`; None for a dropped episode); `messages` is the conversation of the episode (a game: the main
+    policy's, for each seat), as `episodes.jsonl` records it."""
 
     index: int
     seed: int
@@ -41,6 +85,8 @@ class EpisodeResult:
     turns: int
     invalid_turns: int
     error: str | None = None
+    outcome: str | None = None
+    messages: Messages | dict[str, Messages] | None = None
 
 
 @runtime_checkable
@@ -117,7 +163,9 @@ def play_through(engine: Engine, episodes: int, *, learn: bool = False, start_in
             results.append(event.result)
             if on_episode is not None:
                 on_episode(event.result)
-            budget.count(event.result)
+            failure = budget.count(event.result)
+            if failure is not None:
+                raise TrainingError(failure)
     return results
 
 
@@ -129,13 +177,15 @@ class ErrorBudget:
     in_a_row: int = 0
     total: int = field(default=0)
 
-    def count(self, result: EpisodeResult) -> None:
+    def count(self, result: EpisodeResult) -> str | None:
+        """Count `result`; once the limit is reached, the reason the run stops (else None)."""
         if result.error is None:
             self.in_a_row = 0
-            return
+            return None
         self.total += 1
         self.in_a_row += 1
         logger.warning("environment error (%d so far): %s; the episode is dropped", self.total, result.error)
         if self.limit and self.in_a_row >= self.limit:
-            raise TrainingError(f"{self.in_a_row} environment errors in a row (limit {self.limit}, set with "
-                                f"--max-env-errors); the last: {result.error}")
+            return (f"{self.in_a_row} environment errors in a row (limit {self.limit}, set with --max-env-errors); "
+                    f"the last: {result.error}")
+        return None

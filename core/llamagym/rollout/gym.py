@@ -9,8 +9,8 @@ from contextlib import nullcontext
 from typing import Any, cast
 
 from llamagym.agent.agent import Agent
-from llamagym.rollout.engine import (Drained, EpisodeResult, Event, Finished, Learner, Trajectory, episode_seed,
-                                     play_through)
+from llamagym.rollout.engine import (Drained, EpisodeResult, Event, Finished, Learner, Trajectory, conversation,
+                                     episode_outcome, episode_seed, play_through)
 
 
 class AgentLearner:
@@ -53,6 +53,7 @@ class RolloutEngine:
             agent.action_space = self.envs[0].action_space
         self.learner = AgentLearner(agent)
         self.env_steps = 0
+        self._infos: dict[int, Any] = {}  # env slot -> the info of its episode's last step
 
     def learners(self) -> list[Learner]:
         return [self.learner]
@@ -71,6 +72,7 @@ class RolloutEngine:
         next_index, end = start_index, start_index + episodes
         slots: dict[int, tuple[int, Any]] = {}  # env slot -> (episode index, current observation)
         returns: dict[int, float] = {}
+        self._infos.clear()
         limit = self._batch_end(next_index, end, learn)
         for slot in range(self.num_envs):
             next_index = yield from self._start(slot, next_index, limit, slots, returns, learn)
@@ -83,7 +85,7 @@ class RolloutEngine:
                 if not done:
                     continue
                 yield from self._finish(slot, index, returns.pop(slot), error, learn,
-                                        slots[slot][1] if truncated else None)
+                                        slots[slot][1] if truncated else None, self._infos.pop(slot, None))
                 del slots[slot]
                 next_index = yield from self._start(slot, next_index, limit, slots, returns, learn)
             if not slots and next_index < end:  # grouped: this batch is played; it trains, then the next starts
@@ -108,7 +110,7 @@ class RolloutEngine:
                 observation, _ = self.envs[slot].reset(seed=seed)
             except Exception as exc:
                 message = f"reset of episode {index} raised {type(exc).__name__}: {exc}"
-                yield Finished(EpisodeResult(index, seed, 0.0, 0, 0, message))
+                yield Finished(EpisodeResult(index, seed, 0.0, 0, 0, message, messages=[]))
                 index += 1
                 continue
             slots[slot] = (index, observation)
@@ -121,9 +123,10 @@ class RolloutEngine:
         """Step env `slot`: (the episode is over, it was truncated rather than terminated, the error if any)."""
         index = slots[slot][0]
         try:
-            observation, reward, terminated, truncated, _ = self.envs[slot].step(action)
+            observation, reward, terminated, truncated, info = self.envs[slot].step(action)
         except Exception as exc:
             return True, False, f"step of episode {index} raised {type(exc).__name__}: {exc}"
+        self._infos[slot] = info
         self.env_steps += 1
         self.agent.assign_reward(float(reward), slot=slot)
         returns[slot] += float(reward)
@@ -131,10 +134,13 @@ class RolloutEngine:
         return bool(terminated or truncated), bool(truncated and not terminated), None
 
     def _finish(self, slot: int, index: int, env_return: float, error: str | None, learn: bool,
-                truncated_observation: Any = None) -> Iterator[Event]:
+                truncated_observation: Any = None, info: Any = None) -> Iterator[Event]:
         """End the slot's episode: a training one is yielded for the loop to store (with the observation a truncated
-        one was cut at, for PPO to bootstrap from); an evaluation one, or one an error ended, is dropped."""
+        one was cut at, for PPO to bootstrap from); an evaluation one, or one an error ended, is dropped. Its
+        result carries its outcome (from the final step's `info`, see `episode_outcome`) and its conversation,
+        taken before the episode ends."""
         episode = self.agent.current_episode(slot)
+        messages = conversation(self.agent, slot)
         if episode is not None:
             episode.group = self.episode_seed(index, learn)
         if error is None and learn and truncated_observation is not None:
@@ -144,7 +150,9 @@ class RolloutEngine:
             yield Trajectory(self.learner, ended)
         turns = len(episode.turns) if episode is not None else 0
         invalid = episode.invalid_turns if episode is not None else 0
-        yield Finished(EpisodeResult(index, self.episode_seed(index, learn), env_return, turns, invalid, error))
+        outcome = episode_outcome(self.agent, env_return, info) if error is None else None
+        yield Finished(EpisodeResult(index, self.episode_seed(index, learn), env_return, turns, invalid, error,
+                                     outcome=outcome, messages=messages))
 
     def episode_seed(self, index: int, learn: bool = True) -> int:
         """The reset seed of this engine's episode `index` (its index in the whole run picks it; training episodes

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from safetensors.torch import load_file
 from llamagym.agent.agent import Agent
 from llamagym.policy.models import quiet_loading
 from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
-from llamagym.run.rundir import (CHECKPOINTS, ENGINE_FILE, LATEST, STAGING_PREFIX, STATE_FILE, TRAINER_FILE,
+from llamagym.agent import episode as episode_module
+from llamagym.run.rundir import (ADAPTER_WEIGHTS, MODEL_WEIGHTS, CHECKPOINTS, ENGINE_FILE, LATEST, STAGING_PREFIX, STATE_FILE, TRAINER_FILE,
                                  is_complete)
 
 
@@ -127,38 +129,33 @@ def load_checkpoint(path: Path, agent: Agent) -> dict[str, Any]:
     rate and weight decay stay as the agent was configured, so a resumed run may change them."""
     load_weights(agent.model, path)
     trainer_state = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=False)
-    restore_trainer(agent, trainer_state["trainer"])
+    agent.trainer.restore(trainer_state["trainer"])
     set_rng_state(trainer_state["rng"])
     agent.load_state_dict({"rng": trainer_state["agent_rng"], "counters": trainer_state["counters"]})
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
 
 
-def restore_trainer(agent: Agent, trainer_state: dict[str, Any]) -> None:
-    """Load the trainer's state (optimiser, KL controller, update count) but keep the configured learning rate
-    and weight decay."""
-    optimizer = agent.trainer.optimizer
-    configured = [{"lr": g["lr"], "weight_decay": g.get("weight_decay")} for g in optimizer.param_groups]
-    agent.trainer.load_state_dict(trainer_state)
-    for group, settings in zip(optimizer.param_groups, configured):
-        group.update({k: v for k, v in settings.items() if v is not None})
-
-
 def load_engine_state(path: Path) -> dict[str, Any] | None:
     """The engine's own state saved with a checkpoint (other seats' policies, the self-play pool), if any."""
     file = Path(path) / ENGINE_FILE
-    return torch.load(file, map_location="cpu", weights_only=False) if file.is_file() else None
+    if not file.is_file():
+        return None
+    # checkpoints written before the package's reorganisation pickle their untrained episodes as
+    # llamagym.episode.Episode: that module is now llamagym.agent.episode
+    sys.modules.setdefault("llamagym.episode", episode_module)
+    return torch.load(file, map_location="cpu", weights_only=False)
 
 
 def load_weights(model: AutoModelForCausalLMWithValueHead, directory: Path) -> None:
     """Load saved adapter (or full-model) weights and the value head into an existing model in place."""
     directory = Path(directory)
-    adapter = directory / "adapter_model.safetensors"
+    adapter = directory / ADAPTER_WEIGHTS
     if model.is_peft_model and adapter.is_file():
         from peft import set_peft_model_state_dict  # peft: seconds to import; only a LoRA model needs it
 
         set_peft_model_state_dict(model.pretrained_model, load_file(str(adapter)))
-    elif (directory / "model.safetensors").is_file():
-        model.base_model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
+    elif (directory / MODEL_WEIGHTS).is_file():
+        model.base_model.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=False)
     model.load_value_head(directory)
 
 

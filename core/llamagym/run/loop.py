@@ -16,9 +16,12 @@ full (every process has played its share), runs the update as one collective ste
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from contextlib import nullcontext
+from dataclasses import replace
+from typing import Any, ContextManager, Protocol
 
 from llamagym.agent.agent import Agent
+from llamagym.errors import TrainingError
 from llamagym.run.interrupts import StopRequest
 from llamagym.rollout.engine import Drained, Engine, EpisodeResult, ErrorBudget, Finished, Learner, Trajectory
 
@@ -28,6 +31,9 @@ class RunLog(Protocol):
 
     def episode(self, result: EpisodeResult) -> None:
         """An episode ended (or was dropped)."""
+
+    def updating(self, learner: Learner) -> ContextManager[Any]:
+        """A context in which `learner`'s update runs (the recorder shows it as a phase of the progress bar)."""
 
     def update(self, learner: Learner, stats: dict[str, float]) -> None:
         """`learner` made an update."""
@@ -59,8 +65,26 @@ class ProcessGroup(Protocol):
     def remaining_updates(self, learner: Learner, episodes: int) -> int:
         """How many updates `learner` still makes once this process has played its `episodes`."""
 
-    def stop_requested(self, stop: StopRequest | None) -> bool:
-        """Whether the run stops now (every process agrees)."""
+    def agree(self, stop: StopRequest | None, failure: str | None) -> tuple[bool, str | None]:
+        """Whether the run stops now, and the environment failure that ends it if any: every process learns what
+        any one of them saw (and `stop` the signal another process was sent)."""
+
+    def place(self, engine: Engine, env_id: str) -> None:
+        """Give the engine this process's share of the episode indices (and so of the seeds)."""
+
+    def prepare(self, agent: Agent, seed: int) -> None:
+        """Make `agent` this process's replica of the policy (after a resume has loaded its checkpoint)."""
+
+    def share(self, episodes: int) -> int:
+        """This process's share of `episodes` more episodes of the run."""
+
+    def local_index(self, index: int) -> int:
+        """The first episode index of this process's engine, for a run that has started `index` episodes."""
+
+    def device(self, requested: str) -> str:
+        """The torch device of this process's model, for the `--device` asked for."""
+
+    def close(self) -> None: ...
 
 
 class OneProcess:
@@ -87,8 +111,26 @@ class OneProcess:
     def remaining_updates(self, learner: Learner, episodes: int) -> int:
         return 1 if learner.agent.buffer else 0
 
-    def stop_requested(self, stop: StopRequest | None) -> bool:
-        return stop is not None and stop.requested
+    def agree(self, stop: StopRequest | None, failure: str | None) -> tuple[bool, str | None]:
+        return stop is not None and stop.requested, failure
+
+    def place(self, engine: Engine, env_id: str) -> None:
+        pass
+
+    def prepare(self, agent: Agent, seed: int) -> None:
+        pass
+
+    def share(self, episodes: int) -> int:
+        return episodes
+
+    def local_index(self, index: int) -> int:
+        return index
+
+    def device(self, requested: str) -> str:
+        return requested
+
+    def close(self) -> None:
+        pass
 
 
 class NoLog:
@@ -96,6 +138,9 @@ class NoLog:
 
     def episode(self, result: EpisodeResult) -> None:
         pass
+
+    def updating(self, learner: Learner) -> ContextManager[Any]:
+        return nullcontext()
 
     def update(self, learner: Learner, stats: dict[str, float]) -> None:
         pass
@@ -114,17 +159,19 @@ def train_loop(engine: Engine, episodes: int, *, start_index: int = 0, log: RunL
     budget = ErrorBudget(engine.max_env_errors)
     results: list[EpisodeResult] = []
 
-    stopped = False
+    stopped, failure = False, None
 
     def update(learner: Learner) -> None:
-        nonlocal stopped
-        with learner.training():
+        nonlocal stopped, failure
+        with learner.training(), log.updating(learner):
             stats = group.train(learner.agent)  # trainer.step: score, advantages, PPO epochs
         if stats:
             log.update(learner, engine.after_update(learner, stats))
-        if group.size > 1:  # processes commit, and agree to stop, together: right after each update
+        if group.size > 1:  # processes commit, and agree to stop or fail, together: right after each update
             log.commit()
-            stopped = group.stop_requested(stop)
+            stopped, failure = group.agree(stop, failure)
+            if failure is not None:
+                raise TrainingError(failure)
 
     for event in engine.play(episodes, start_index=start_index):
         if isinstance(event, Trajectory):  # a learning policy's episode ended: store it for its next update
@@ -134,22 +181,28 @@ def train_loop(engine: Engine, episodes: int, *, start_index: int = 0, log: RunL
                 if learner.agent.buffer:
                     update(learner)
         else:  # an episode (a game) ended or was dropped
-            results.append(event.result)
             log.episode(event.result)
+            results.append(replace(event.result, messages=None))  # a long run would hold every conversation
         for learner in learners:
             if group.batch_full(learner, len(results)):
                 update(learner)
         if isinstance(event, Finished):
-            if group.size == 1 and not main.agent.buffer:
-                log.commit()  # nothing waits untrained: a resumed run continues from here
-            budget.count(event.result)  # too many environment errors in a row: TrainingError
+            failure = failure or budget.count(event.result)  # too many environment errors in a row
             if group.size == 1:
-                stopped = group.stop_requested(stop)
-        if stopped:
+                if not main.agent.buffer:
+                    log.commit()  # nothing waits untrained: a resumed run continues from here
+                stopped, failure = group.agree(stop, failure)
+        if stopped:  # a stop request wins over an environment failure seen at the same episode
             return results
+        if failure is not None and group.size == 1:
+            raise TrainingError(failure)
     for learner in learners:  # what is left, the main policy last
         for _ in range(group.remaining_updates(learner, episodes)):
             update(learner)
     log.commit()
+    if group.size > 1:  # an environment failure since the last update, in any process
+        failure = group.agree(stop, failure)[1]
+    if failure is not None:
+        raise TrainingError(failure)
     return results
 

@@ -7,7 +7,6 @@ import math
 import os
 from pathlib import Path
 from typing import Any
-from llamagym.run.rundir import METRICS_FILE, EPISODES_FILE
 
 
 

@@ -31,7 +31,10 @@ STATE_FILE = "state.json"  # in a checkpoint: the run's counters (written last: 
 TRAINER_FILE = "trainer.pt"  # in a checkpoint: optimiser, KL controller, RNG states
 ENGINE_FILE = "engine.pt"  # games only: the policies besides the main one, the snapshot pool, opponents' RNGs
 STAGING_PREFIX = ".staging-"  # a checkpoint being written
-WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # LoRA adapter weights (peft's name)
+MODEL_WEIGHTS = "model.safetensors"  # full fine-tuning: the whole model's weights
+VALUE_HEAD_FILE = "value_head.safetensors"  # beside the weights: the value head
+WEIGHT_FILES = (ADAPTER_WEIGHTS, MODEL_WEIGHTS)
 
 try:
     import fcntl

@@ -19,7 +19,6 @@ from llamagym.run.loggers import flatten
 from llamagym.plugins.registry import AgentSpec, EnvSpec, get_registry
 
 from llamagym.run.rundir import CONFIG_FILE, find_adapter
-from llamagym.run.rundir import SUMMARY_FILE, ADAPTER_DIR
 
 if TYPE_CHECKING:
     from llamagym.agent.agent import Agent

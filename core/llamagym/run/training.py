@@ -13,7 +13,7 @@ from typing import Any
 from llamagym.agent.agent import Agent
 from llamagym.algo.advantages import check_data_parallel
 from llamagym.config import RunConfig, build, to_dict
-from llamagym.distributed.launch import check_launch_settings, launched_world_size
+from llamagym.distributed.environment import check_launch_settings, launched_world_size
 from llamagym.errors import TrainingError, UsageError
 from llamagym.plugins.registry import get_registry
 from llamagym.rollout.engine import Engine
@@ -51,16 +51,14 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
         agent = build_agent(_process_config(config, group))
         agent.trainer.planned_updates = updates
         engine = make_engine(agent, env_spec, config)
-        if group.size > 1:
-            group.place(engine, config.env)  # type: ignore[attr-defined]
+        group.place(engine, config.env)
         try:
             with _claimed(group, output, resume, overwrite):
                 return _train_in(output, agent, engine, config, resume, show_progress, group)
         finally:
             engine.close()
     finally:
-        if group.size > 1:
-            group.close()  # type: ignore[attr-defined]
+        group.close()
 
 
 def process_group(config: RunConfig) -> ProcessGroup:
@@ -78,11 +76,8 @@ def process_group(config: RunConfig) -> ProcessGroup:
 
 def _process_config(config: RunConfig, group: ProcessGroup) -> RunConfig:
     """The config of this process: its own device in a run of several."""
-    if group.size == 1:
-        return config
-    from llamagym.distributed.group import process_device  # as in process_group
-
-    return dataclasses.replace(config, device=process_device(config.device, group.dp.local_rank))  # type: ignore[attr-defined]
+    device = group.device(config.device)
+    return config if device == config.device else dataclasses.replace(config, device=device)
 
 
 def on_main(group: ProcessGroup, action: Callable[[], object]) -> None:
@@ -134,8 +129,7 @@ def _train_in(output: Path, agent: Agent, engine: Engine, config: RunConfig, res
                 engine.load_state_dict(engine_state)  # first: refilling the pool draws from the RNGs restored next
             state.update({k: v for k, v in load_checkpoint(checkpoint, agent).items()
                           if k not in ("config", "processes")})
-    if group.size > 1:
-        group.prepare(agent, config.seed + state["updates"])  # type: ignore[attr-defined]
+    group.prepare(agent, config.seed + state["updates"])  # N processes: replicas of process 0's weights
     if group.rank == 0:
         _write_config(output, config, state, resume)
         truncate_jsonl(output / METRICS_FILE, state["metrics_rows"])
@@ -146,8 +140,8 @@ def _train_in(output: Path, agent: Agent, engine: Engine, config: RunConfig, res
                                engine_state=engine.state_dict)
         try:
             # in-flight episodes of a stopped run are dropped; a resumed run goes on from the committed index
-            train_loop(engine, _share(group, config.episodes - state["episodes"]),
-                       start_index=_local_index(group, state["next_index"]), log=recorder, group=group, stop=stop)
+            train_loop(engine, group.share(config.episodes - state["episodes"]),
+                       start_index=group.local_index(state["next_index"]), log=recorder, group=group, stop=stop)
         except TrainingError as exc:
             path = recorder.checkpoint()
             raise TrainingError(f"{exc}. The run stopped; its last good state is in {path}: continue with "
@@ -160,14 +154,6 @@ def _train_in(output: Path, agent: Agent, engine: Engine, config: RunConfig, res
         if group.rank == 0:
             save_model_dir(agent, output / ADAPTER_DIR)
     return group.broadcast(_summary(output, recorder, stop, checkpoint, group) if group.rank == 0 else None)
-
-
-def _share(group: ProcessGroup, episodes: int) -> int:
-    return group.share(episodes) if group.size > 1 else episodes  # type: ignore[attr-defined]
-
-
-def _local_index(group: ProcessGroup, index: int) -> int:
-    return group.local_index(index) if group.size > 1 else index  # type: ignore[attr-defined]
 
 
 def _summary(output: Path, recorder: RunRecorder, stop: StopRequest, checkpoint: Path | None,

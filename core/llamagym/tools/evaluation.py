@@ -1,5 +1,7 @@
 """Evaluate an agent without training: mean return with its standard error, and win / draw / loss rates with
-95% Wilson intervals, over seeded episodes that are the same for every policy compared."""
+95% Wilson intervals, over seeded episodes that are the same for every policy compared. An episode's win, draw or
+loss is its `outcome`: what a plugin (`llamagym_episode_outcome`) or the env's final `info` ("outcome", or
+"is_success") says, else the sign of its return (`llamagym.rollout.engine.episode_outcome`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from llamagym.rollout.engine import Engine, EpisodeResult
+from llamagym.rollout.engine import Engine, EpisodeResult, sign_outcome
 
 if TYPE_CHECKING:
     from llamagym.agent.agent import Agent
@@ -50,12 +52,17 @@ class EvalResult:
                 f"[{self.loss_ci[0]:.3f}, {self.loss_ci[1]:.3f}]; invalid actions {self.invalid_rate:.3f}")
 
 
-def summarize(returns: list[float], invalid_turns: int = 0, turns: int = 0, errors: int = 0) -> EvalResult:
-    """Statistics of a list of episode returns (win: > 0, draw: 0, loss: < 0)."""
+def summarize(returns: list[float], invalid_turns: int = 0, turns: int = 0, errors: int = 0,
+              outcomes: list[str | None] | None = None) -> EvalResult:
+    """Statistics of a list of episode returns; win / draw / loss from `outcomes` (one per return; a missing one,
+    or all without `outcomes`, by the sign of the return: win > 0, draw 0, loss < 0)."""
     n = len(returns)
     mean = sum(returns) / n if n else float("nan")
     var = sum((r - mean) ** 2 for r in returns) / (n - 1) if n > 1 else 0.0
-    wins, draws = sum(r > 0 for r in returns), sum(r == 0 for r in returns)
+    told = list(outcomes or [])
+    told += [None] * (n - len(told))
+    kinds = [outcome or sign_outcome(r) for r, outcome in zip(returns, told)]
+    wins, draws = kinds.count("win"), kinds.count("draw")
     losses = n - wins - draws
     return EvalResult(n, mean, math.sqrt(var / n) if n else float("nan"), wins / max(n, 1), draws / max(n, 1),
                       losses / max(n, 1), wilson_interval(wins, n), wilson_interval(draws, n),
@@ -73,4 +80,5 @@ def evaluate(agent: Agent, engine: Engine, episodes: int, *, greedy: bool = True
         agent.generation.do_sample = previous
     finished = [r for r in results if r.error is None]
     return summarize([r.env_return for r in finished], sum(r.invalid_turns for r in finished),
-                     sum(r.turns for r in finished), errors=len(results) - len(finished))
+                     sum(r.turns for r in finished), errors=len(results) - len(finished),
+                     outcomes=[r.outcome for r in finished])

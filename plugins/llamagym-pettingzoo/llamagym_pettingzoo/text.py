@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from llamagym import ActionParseError
-from llamagym.rollout.games.game_agent import IllegalMoveError
+from llamagym.multiagent import IllegalMoveError
 
 _NUMBER = re.compile(r"\d+")
 

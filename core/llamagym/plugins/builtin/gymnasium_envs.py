@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from llamagym.plugins.hookspecs import hookimpl
-from llamagym.plugins.registry import EnvSpec
+from llamagym.plugins.specs import EnvSpec
 
 
 @hookimpl(trylast=True)

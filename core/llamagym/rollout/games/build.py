@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from llamagym.config import RunConfig
-from llamagym.plugins.registry import EnvSpec
+from llamagym.plugins.specs import EnvSpec
 from llamagym.rollout.games import opponents
 from llamagym.rollout.games.adapters import BASE, active_adapter, adapter_active, add_adapter, clone_agent, peft_model_of
 from llamagym.rollout.games.engine import GameEngine

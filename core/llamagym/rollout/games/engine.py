@@ -16,7 +16,8 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamagym.rollout.engine import EpisodeResult, Event, Finished, Learner, Trajectory, episode_seed, play_through
+from llamagym.rollout.engine import (EpisodeResult, Event, Finished, Learner, Messages, Trajectory, conversation,
+                                     episode_outcome, episode_seed, play_through, sign_outcome)
 from llamagym.rollout.games.adapters import BASE, remove_adapter
 from llamagym.rollout.games.observation import SeatObservation
 from llamagym.rollout.games.players import Player, random_move
@@ -29,8 +30,10 @@ LINEUP_SEED = 0x5EA7  # seat draws use their own stream, separate from the envir
 
 @dataclass
 class GameResult(EpisodeResult):
-    """One finished game, seen from the main policy's seats: `env_return` is their mean return (win > 0,
-    draw 0, loss < 0), `turns` and `invalid_turns` count their moves."""
+    """One finished game, seen from the main policy's seats: `env_return` is their mean return, `outcome` its
+    win / draw / loss (a plugin's `llamagym_episode_outcome`, else the sign of that return), `turns` and
+    `invalid_turns` count their moves, and `messages` maps every seat of the game to the main policy's
+    conversation in it (an empty list for a seat another player held)."""
 
     returns: dict[str, float] = field(default_factory=dict)
     players: dict[str, str] = field(default_factory=dict)
@@ -56,10 +59,11 @@ class GameStats:
     def add(self, result: GameResult, mixed: bool) -> None:
         if result.error is not None or not result.turns:
             return
+        outcome = result.outcome or sign_outcome(result.env_return)
         self.games += 1
-        self.wins += result.env_return > 0
-        self.draws += result.env_return == 0
-        self.losses += result.env_return < 0
+        self.wins += outcome == "win"
+        self.draws += outcome == "draw"
+        self.losses += outcome == "loss"
         self.turns += result.turns
         self.invalid += result.invalid_turns
         self.mixed += mixed
@@ -209,7 +213,8 @@ class GameEngine:
                 self.tables[table].reset(seed)
             except Exception as exc:
                 yield Finished(GameResult(index, seed, 0.0, 0, 0, f"reset of game {index} raised "
-                                                                  f"{type(exc).__name__}: {exc}"))
+                                                                  f"{type(exc).__name__}: {exc}",
+                                          messages={seat: [] for seat in self.seats}))
                 continue
             lineup = self.lineup.seat(index, self.seats, random.Random(seed ^ LINEUP_SEED))
             games[table] = Game(index, seed, lineup, {seat: 0.0 for seat in self.seats})
@@ -218,7 +223,7 @@ class GameEngine:
     def _finish(self, table: int, games: dict[int, Game], error: str | None = None) -> Iterator[Event]:
         """End the game at `table`: each learning seat's episode, then the game, then the table's next game."""
         game = games.pop(table)
-        result = self._result(table, game, error)
+        result = self._result(table, game, error)  # before the episodes end: it takes their conversations
         for seat, player in game.lineup.items():
             if error is not None:
                 player.drop((table, seat))
@@ -236,9 +241,18 @@ class GameEngine:
         episodes = [self.main.episode((table, seat)) for seat in mine]
         episodes = [e for e in episodes if e is not None]
         env_return = sum(game.returns[s] for s in mine) / len(mine) if mine else 0.0
+        agent = getattr(self.main, "agent", None)
+        outcome = None
+        if error is None:
+            outcome = episode_outcome(agent, env_return, {}) if agent is not None else sign_outcome(env_return)
+        messages: dict[str, Messages] = {seat: [] for seat in self.seats}
+        if agent is not None:
+            for seat in mine:
+                messages[seat] = conversation(agent, (table, seat))
         return GameResult(game.index, game.seed, env_return, sum(len(e.turns) for e in episodes),
-                          sum(e.invalid_turns for e in episodes), error, dict(game.returns),
-                          {seat: player.name for seat, player in game.lineup.items()})
+                          sum(e.invalid_turns for e in episodes), error, outcome=outcome, messages=messages,
+                          returns=dict(game.returns),
+                          players={seat: player.name for seat, player in game.lineup.items()})
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs besides the main policy: the lineup's own state (other seats' policies, the

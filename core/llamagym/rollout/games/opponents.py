@@ -15,7 +15,7 @@ import pluggy
 
 from llamagym.errors import PluginError, UnknownNameError
 from llamagym.plugins.calling import call_registration_hook
-from llamagym.plugins.registry import import_object
+from llamagym.plugins.specs import import_object
 
 logger = logging.getLogger(__name__)
 
@@ -42,26 +42,33 @@ class OpponentSpec:
         return self.envs is None or env_id in self.envs
 
 
-def scripted_opponents(pm: pluggy.PluginManager) -> list[OpponentSpec]:
+def scripted_opponents(pm: pluggy.PluginManager, clashes: list[str] | None = None) -> list[OpponentSpec]:
     """Every scripted opponent the loaded plugins register; one name may serve different envs. A plugin whose
-    registration raises is logged and skipped, as with agents and envs."""
+    registration raises is logged and skipped, as with agents and envs. A name two plugins register for one env is
+    left out (neither can be used), and `clashes`, if given, receives a line saying so."""
     specs: list[OpponentSpec] = []
+    clashing: dict[int, str] = {}  # index in specs -> the clash it is part of
 
     def failed(plugin: str, exc: Exception) -> None:
         logger.warning("plugin %r: llamagym_register_opponents raised %s: %s", plugin, type(exc).__name__, exc)
 
-    call_registration_hook(pm, "llamagym_register_opponents", lambda plugin: _register_into(specs, plugin), failed)
-    return specs
+    call_registration_hook(pm, "llamagym_register_opponents",
+                           lambda plugin: _register_into(specs, clashing, plugin), failed)
+    if clashes is not None:
+        clashes.extend(dict.fromkeys(clashing.values()))
+    return [spec for index, spec in enumerate(specs) if index not in clashing]
 
 
-def _register_into(specs: list[OpponentSpec], plugin: str) -> Callable:
+def _register_into(specs: list[OpponentSpec], clashing: dict[int, str], plugin: str) -> Callable:
     def register(name: str, policy: Any, envs: Any = None, description: str = "") -> None:
         spec = OpponentSpec(name, policy, tuple(envs) if envs is not None else None, description, plugin)
-        for other in specs:
+        for index, other in enumerate(specs):
             overlap = other.envs is None or spec.envs is None or set(other.envs) & set(spec.envs)
             if other.name == name and overlap:
-                raise PluginError(f"opponent {name!r} is registered by both {other.plugin!r} and {plugin!r} for "
-                                  f"the same env")
+                message = (f"opponent {name!r} is registered by both {other.plugin!r} and {plugin!r} for the same "
+                           f"env, so neither can be used; uninstall one of them or block it with "
+                           f"LLAMAGYM_BLOCK_PLUGINS={plugin}")
+                clashing[index] = clashing[len(specs)] = message
         specs.append(spec)
 
     return register
@@ -72,11 +79,16 @@ def is_checkpoint(name: str) -> bool:
 
 
 def find_scripted(pm: pluggy.PluginManager, name: str, env_id: str) -> OpponentSpec:
-    """The scripted opponent `name` for `env_id`; an error listing every opponent that can play it."""
-    specs = [s for s in scripted_opponents(pm) if s.plays(env_id)]
+    """The scripted opponent `name` for `env_id`; an error listing every opponent that can play it, or naming the
+    two plugins that both register it."""
+    clashes: list[str] = []
+    specs = [s for s in scripted_opponents(pm, clashes) if s.plays(env_id)]
     for spec in specs:
         if spec.name == name:
             return spec
+    for clash in clashes:
+        if clash.startswith(f"opponent {name!r} "):
+            raise PluginError(clash)
     known = sorted({*BUILT_IN, *(s.name for s in specs)})
     raise UnknownNameError(f"opponent for {env_id}", name, known,
                            "or pass a run, adapter or checkpoint directory to play a frozen checkpoint",

@@ -95,14 +95,12 @@ class PolicyPlayer:
                 "counters": dict(agent.counters), "buffer": list(agent.buffer)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from llamagym.run.checkpoint import restore_trainer  # run/ sits above rollout/, and it imports torch
-
         if not state:
             return
         agent = self.agent
         load_adapter_state(agent, cast(str, self.adapter), state["adapter"])
         agent.model.v_head.load_state_dict(state["value_head"])
-        restore_trainer(agent, state["trainer"])
+        agent.trainer.restore(state["trainer"])
         agent.rng.setstate(state["rng"])
         agent.counters.update(state["counters"])
         agent.buffer = list(state["buffer"])
