@@ -319,3 +319,32 @@ def test_sigkill_and_resume_with_the_default_model(tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert_checkpoints_sound(out)
     assert_rows_continue(out, episodes=32, updates=json.loads((out / "summary.json").read_text())["updates"])
+
+
+def test_resume_refuses_a_directory_with_an_adapter_but_no_checkpoint(tiny_model_dir, tmp_path):
+    """An `llamagym sft` output has a config and an adapter but no checkpoint: resuming it would start from fresh
+    weights and replace that adapter, so it is refused in one line and nothing changes."""
+    out = tmp_path / "run"
+    assert invoke(*run_args(tiny_model_dir, out, episodes=4)).exit_code == 0
+    import shutil
+
+    shutil.rmtree(out / "checkpoints")  # what an sft output looks like: config.json, adapter/, summary.json
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "adapter").iterdir()}
+    result = invoke("run", "--resume", out, "--episodes", 8, "-q")
+    assert result.exit_code == 2, result.output
+    assert "holds an adapter but no checkpoint" in result.output and "--init-adapter" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "adapter").iterdir()} == before
+
+
+def test_a_run_with_a_null_return_among_its_last_episodes_resumes(tiny_model_dir, tmp_path):
+    """A NaN return is written to episodes.jsonl as null; resuming must not choke on it."""
+    out = tmp_path / "run"
+    assert invoke(*run_args(tiny_model_dir, out, episodes=4)).exit_code == 0
+    path = out / "episodes.jsonl"
+    played = rows(path)
+    played[1]["return"] = None
+    path.write_text("".join(json.dumps(r) + "\n" for r in played))
+    resumed = invoke("run", "--resume", out, "--episodes", 8, "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "summary.json").read_text())["episodes"] == 8

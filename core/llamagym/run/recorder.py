@@ -98,7 +98,7 @@ class RunRecorder:
             self.metrics = open_loggers(config.report_to, output, to_dict(config), state["updates"] or None)
             self.episodes = JsonlWriter(output / EPISODES_FILE)
             for row in read_jsonl(output / EPISODES_FILE)[-100:]:
-                if not row.get("error"):
+                if not row.get("error") and isinstance(row.get("return"), (int, float)):  # NaN is written as null
                     self.running.add(row["return"], row["invalid_turns"], row["turns"])
         self.clock_start = time.perf_counter() - state["time_s"]
         self.committed, self.volatile = dict(state), capture_volatile(agent)

@@ -50,6 +50,12 @@ def check_output(output: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if not (output / CONFIG_FILE).is_file():
             raise UsageError(f"cannot resume: {str(output)!r} holds no llamagym run ({CONFIG_FILE} missing)")
+        if (output / ADAPTER_DIR).is_dir() and latest_checkpoint(output) is None:
+            # a `llamagym sft` output (or a run whose checkpoints were deleted): resuming would start from fresh
+            # weights and replace the adapter it holds
+            raise UsageError(f"cannot resume: {str(output)!r} holds an adapter but no checkpoint to continue from (a "
+                             f"`llamagym sft` output?); start a run from it with `llamagym run --init-adapter "
+                             f"{output} -o NEW_DIR`")
         return
     if output.exists() and not output.is_dir():
         raise UsageError(f"output {str(output)!r} is a file; pass a directory with -o/--output")
