@@ -28,10 +28,6 @@ class DataParallel:
     local_rank: int
     device: torch.device
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
     def sum(self, values: Sequence[float]) -> list[float]:
         """Element-wise sum over processes of a short vector of numbers (float64, so counts stay exact)."""
         tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
