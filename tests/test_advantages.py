@@ -129,8 +129,14 @@ class RecordingAgent:
     action_space = "any"
 
     def __init__(self, batch_size):
+        from llamagym.plugins.manager import build_plugin_manager
+
         self.ppo_config = PPOConfig(batch_size=batch_size)
+        self.plugin_manager = build_plugin_manager(load_entry_points=False)  # hooks ask it (episode outcomes)
         self.buffer, self.batches, self.episodes = [], [], {}
+
+    def messages(self, slot=0):
+        return None  # keeps no conversation
 
     def reset_conversations(self):
         self.episodes.clear()

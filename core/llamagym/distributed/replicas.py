@@ -12,7 +12,6 @@ from typing import Any
 
 from llamagym.agent.agent import Agent
 from llamagym.agent.episode import Episode, Turn, episode_stats
-from llamagym.algo.advantages import check_data_parallel
 from llamagym.distributed.global_batch import GlobalBatch
 from llamagym.distributed.group import DataParallel, process_device
 from llamagym.errors import UsageError
@@ -42,7 +41,6 @@ class Replicas:
     def prepare(self, agent: Agent, seed: int) -> None:
         """Make `agent` one replica of the policy: process 0's weights, updates over every process's samples,
         and a sampling seed of its own."""
-        check_data_parallel(agent.ppo_config)
         self.dp.broadcast_tensors(agent.model.trainable_parameters())
         agent.trainer.sync = GlobalBatch(self.dp)
         seed_everything(process_seed(seed, self.rank))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import numbers
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
@@ -36,7 +36,7 @@ def episode_seed(seed: int, index: int, evaluation: bool = False) -> int:
     return (seed * 7_919 + index + (EVAL_SEED_OFFSET if evaluation else 0)) % 2**31
 
 
-def episode_outcome(agent: Any, env_return: float, info: Mapping[str, Any] | None) -> str:
+def episode_outcome(agent: Agent, env_return: float, info: Mapping[str, Any] | None) -> str:
     """Whether an episode was a win, a draw or a loss: the first of
 
     1. a plugin's (or the agent's) answer to `llamagym_episode_outcome(agent, env_return, info)`;
@@ -45,9 +45,7 @@ def episode_outcome(agent: Any, env_return: float, info: Mapping[str, Any] | Non
     3. the sign of the return (> 0 a win, 0 a draw, < 0 a loss).
     """
     info = dict(info or {})
-    answer = None
-    if getattr(agent, "plugin_manager", None) is not None:  # a stand-in for an agent (tests) may have none
-        answer = call_hook(agent, "llamagym_episode_outcome", env_return=env_return, info=info)
+    answer = call_hook(agent, "llamagym_episode_outcome", env_return=env_return, info=info)
     if answer is not None:
         if answer not in OUTCOMES:
             raise PluginError(f"llamagym_episode_outcome returned {answer!r}; it must return one of "
@@ -60,12 +58,6 @@ def episode_outcome(agent: Any, env_return: float, info: Mapping[str, Any] | Non
     if isinstance(success, (bool, numbers.Number)) or type(success).__name__ == "bool_":  # numpy's bool too
         return "win" if bool(success) else "loss"
     return sign_outcome(env_return)
-
-
-def conversation(agent: Any, slot: Hashable) -> Messages:
-    """A copy of the conversation of `agent`'s slot so far (`Agent.messages`; empty if it has none)."""
-    messages = getattr(agent, "messages", None)  # a stand-in for an agent (tests) may keep none
-    return (messages(slot) or []) if messages is not None else []
 
 
 def sign_outcome(env_return: float) -> str:

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from typing import Any, cast
 
 from llamagym.agent.agent import Agent
-from llamagym.rollout.engine import (Drained, EpisodeResult, Event, Finished, Learner, Trajectory, conversation,
+from llamagym.rollout.engine import (Drained, EpisodeResult, Event, Finished, Learner, Trajectory,
                                      episode_outcome, episode_seed, play_through)
 
 
@@ -140,7 +140,7 @@ class RolloutEngine:
         result carries its outcome (from the final step's `info`, see `episode_outcome`) and its conversation,
         taken before the episode ends."""
         episode = self.agent.current_episode(slot)
-        messages = conversation(self.agent, slot)
+        messages = self.agent.messages(slot) or []  # taken before the episode ends
         if episode is not None:
             episode.group = self.episode_seed(index, learn)
         if error is None and learn and truncated_observation is not None:

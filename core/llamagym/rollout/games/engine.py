@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamagym.rollout.engine import (EpisodeResult, Event, Finished, Learner, Messages, Trajectory, conversation,
+from llamagym.rollout.engine import (EpisodeResult, Event, Finished, Learner, Messages, Trajectory,
                                      episode_outcome, episode_seed, play_through, sign_outcome)
 from llamagym.rollout.games.adapters import BASE, remove_adapter
 from llamagym.rollout.games.observation import SeatObservation
@@ -248,7 +248,7 @@ class GameEngine:
         messages: dict[str, Messages] = {seat: [] for seat in self.seats}
         if agent is not None:
             for seat in mine:
-                messages[seat] = conversation(agent, (table, seat))
+                messages[seat] = agent.messages((table, seat)) or []
         return GameResult(game.index, game.seed, env_return, sum(len(e.turns) for e in episodes),
                           sum(e.invalid_turns for e in episodes), error, outcome=outcome, messages=messages,
                           returns=dict(game.returns),
