@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EPISODES ?= 256
+EPISODES ?= 512
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-slow docs bench clean

@@ -1,5 +1,12 @@
-"""Rollout and PPO throughput on Blackjack-v1: the sequential seed-style loop against the batched engine, in one
-process on one model, with the raw forward-pass ceiling of this machine for scale.
+"""Rollout and PPO throughput on Blackjack-v1, in one process on one model, with the raw forward-pass ceiling of
+this machine for scale:
+
+- rollouts: the sequential seed-style loop against the batched engine;
+- one PPO update on the same episodes, down a ladder of levers from the old preset's path to today's (the
+  sampler's log-probs instead of a scoring pass, cached reference log-probs, LoRA on the last layers only, fewer
+  epochs), each row adding one;
+- training episodes per minute, rollouts and updates together, of the old preset and of today's (`llamagym run`'s
+  own loop, two updates each).
 
     python benchmarks/throughput.py                      # embedded default model, 64 episodes per loop
     python benchmarks/throughput.py --episodes 32 --model PATH --out results.json
@@ -9,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import torch
@@ -21,7 +30,10 @@ from llamagym.policy.models import load_model
 from llamagym.plugins.manager import build_plugin_manager
 from llamagym.policy.precision import autocast_factory, resolve_precision
 from llamagym.rollout.gym import RolloutEngine, episode_seed
+from llamagym.algo.reference import ReferenceCache
+from llamagym.algo.trainer import episode_samples
 from llamagym.run.setup import resolve_config
+from llamagym.run.training import train
 from llamagym_blackjack.agent import BlackjackAgent
 
 
@@ -34,6 +46,10 @@ class SeedBlackjackAgent(Agent):
 
 
 NO_TRAINING = {"batch_size": 10**9}
+# the preset before issue 16: every sample scored again, the reference every update, LoRA on all 30 layers, 4 epochs
+OLD_UPDATE = {"ppo_epochs": 4, "sampler_logprobs": False, "reference_cache": 0, "mini_batch_size": 16,
+              "gradient_accumulation_steps": 2, "learning_rate": 2e-4}
+OLD_PRESET = {"episodes": 1280, "lora": {"layers": 0}, "ppo": OLD_UPDATE}
 
 
 def preset_settings() -> tuple[dict, dict]:
@@ -105,34 +121,89 @@ def ceiling(model, device, precision: str, batch: int = 16, length: int = 64) ->
     return batch * length * 3 / t["s"]
 
 
-def ppo_rate(agent: Agent, episodes: list, **overrides) -> dict[str, float]:
-    """PPO samples per second of one update on `episodes` (weights restored afterwards)."""
+def ppo_rate(agent: Agent, episodes: list, warm: list | None = None, **overrides) -> dict[str, float]:
+    """PPO samples per second of one update on `episodes` (weights restored afterwards), with a reference cache
+    of the configured size, filled by scoring `warm` (an earlier batch) first when given."""
     trainer = agent.trainer
-    saved_config, saved_autocast = trainer.config, trainer.autocast
+    saved_config, saved_autocast, saved_cache = trainer.config, trainer.autocast, trainer.reference_cache
     state = {k: v.detach().clone() for k, v in agent.model.named_parameters() if v.requires_grad}
     optimizer_state = trainer.optimizer.state_dict()
     precision = overrides.pop("precision", None)
     if precision:
         trainer.autocast = autocast_factory(agent.device, resolve_precision(precision, agent.device))
     trainer.config = dataclasses.replace(saved_config, **overrides)
+    trainer.reference_cache = ReferenceCache(trainer.config.reference_cache)
+    if warm:
+        trainer._score(episode_samples(warm))
     try:
         with timer() as t:
             stats = trainer.step(episodes)
     finally:
-        trainer.config, trainer.autocast = saved_config, saved_autocast
+        trainer.config, trainer.autocast, trainer.reference_cache = saved_config, saved_autocast, saved_cache
         with torch.no_grad():
             for name, param in agent.model.named_parameters():
                 if name in state:
                     param.copy_(state[name])
         trainer.optimizer.load_state_dict(optimizer_state)
     return {"samples": stats["ppo/samples"], "seconds": t["s"], "ppo_samples_per_s": stats["ppo/samples"] / t["s"],
-            "shared_prefix_tokens": stats["ppo/shared_prefix_tokens"]}
+            "shared_prefix_tokens": stats["ppo/shared_prefix_tokens"],
+            "rescored": stats["ppo/rescored_fraction"], "reference_scored": stats["ppo/reference_scored_fraction"]}
+
+
+def update_ladder(old: Agent, new: Agent, episodes: list, warm: list, skip_ablations: bool) -> list[dict]:
+    """One update on the same episodes, each row adding one lever to the one above; `old` has LoRA on every
+    layer, `new` the preset's last layers only."""
+    layers = resolve_config({"agent": "blackjack", "env": "Blackjack-v1"}).lora.layers
+    epochs = new.ppo_config.ppo_epochs
+    old_minibatches = {k: OLD_UPDATE[k] for k in ("mini_batch_size", "gradient_accumulation_steps")}
+    ladder = [
+        ("old preset: rescoring, reference every update, LoRA on every layer, 4 epochs", old, dict(OLD_UPDATE), None),
+        ("+ the sampler's log-probs and values", old, {**OLD_UPDATE, "sampler_logprobs": True}, None),
+        ("+ cached reference log-probs (one earlier batch)", old,
+         {**old_minibatches, "ppo_epochs": 4}, warm),
+        (f"+ LoRA on the last {layers} layers", new, {**old_minibatches, "ppo_epochs": 4}, warm),
+        (f"+ {epochs} epochs", new, old_minibatches, warm),
+        ("+ minibatches of 8, 4 accumulated: the preset (a quarter of the activation memory)", new, {}, warm),
+    ]
+    for agent in (old, new):  # first-call costs (kernel selection, allocations) out of the first row
+        ppo_rate(agent, episodes[:16])
+    if not skip_ablations:
+        ladder += [("  the preset, 1 epoch", new, {"ppo_epochs": 1}, warm),
+                   ("  the preset without the shared prefix", new, {"prefix": False}, warm)]
+    rows = []
+    for name, agent, overrides, warm_batch in ladder:
+        if overrides.pop("prefix", True):
+            row = ppo_rate(agent, episodes, warm_batch, **overrides)
+        else:
+            row = _without_prefix(agent, episodes, warm_batch)
+        rows.append({"ppo": name, **row})
+        print(f"  {name}: {row['seconds']:.1f}s", flush=True)
+    return rows
+
+
+def training_rate(name: str, overrides: dict, episodes: int, seed: int, model: str) -> dict[str, float]:
+    """Episodes per minute of `llamagym run`'s loop (rollouts, updates, logging, no exact scoring), model loading
+    not counted."""
+    flags = {"agent": "blackjack", "env": "Blackjack-v1", "model": model, "seed": seed, "score_policy": False,
+             **overrides, "episodes": episodes, "checkpoint_every": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(resolve_config(flags), Path(tmp) / "run", show_progress=False)
+    row = {"training": name, "episodes": summary["episodes"], "updates": summary["updates"],
+           "seconds": summary["wall_time_s"], "episodes_per_min": 60 * summary["episodes"] / summary["wall_time_s"]}
+    print(f"  {name}: {row['episodes_per_min']:.0f} episodes/min", flush=True)
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
-    parser.add_argument("--episodes", type=int, default=64, help="episodes per rollout loop")
+    parser.add_argument("--episodes", type=int, default=64, help="episodes per batched rollout loop")
+    parser.add_argument("--seed-episodes", type=int, default=16,
+                        help="episodes of the sequential seed-style loop (slow: ~4 s per episode)")
+    parser.add_argument("--update-episodes", type=int, default=128, help="episodes in the timed PPO update (the "
+                        "preset's batch)")
+    parser.add_argument("--training-episodes", type=int, default=256,
+                        help="episodes of each training-rate row (two of the preset's batches)")
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -142,7 +213,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    policy, tokenizer = load_model(args.model, LoraConfig())
+    policy, tokenizer = load_model(args.model, resolve_config({"agent": "blackjack", "env": "Blackjack-v1"}).lora)
     pm = build_plugin_manager(load_entry_points=False)
     common = {"plugin_manager": pm, "precision": args.precision, "seed": args.seed}
     seed_agent = SeedBlackjackAgent(policy, tokenizer, args.device, None, NO_TRAINING, **common)
@@ -150,7 +221,7 @@ def main() -> None:
     print(f"model {args.model} on {device}, precision {args.precision}, {torch.get_num_threads()} threads")
     raw = ceiling(policy, device, args.precision)
     rows = []
-    seq_seed = sequential_loop(seed_agent, args.episodes, args.seed)
+    seq_seed = sequential_loop(seed_agent, args.seed_episodes, args.seed)
     rows.append({"loop": "sequential, seed-style agent (32 new tokens, full history)", **seq_seed})
     generation, ppo = preset_settings()
     same = BlackjackAgent(policy, tokenizer, args.device, generation, ppo, **common)
@@ -168,30 +239,42 @@ def main() -> None:
     print(f"\nraw ceiling (one batched forward, 16x64 tokens): {raw:.0f} tokens/s")
     print(f"batched / sequential seed-style: {ratio_seed:.1f}x   batched / sequential same settings: {ratio_same:.1f}x")
 
-    ppo_rows = [{"ppo": "default (shared prefix, auto precision)", **ppo_rate(same, episodes)}]
-    rss_default = peak_rss_gib()  # the training path as `llamagym run` takes it, before any ablation
-    if not args.skip_ablations:
-        ppo_rows.append({"ppo": "without the shared prefix", **_without_prefix(same, episodes)})
-        ppo_rows.append({"ppo": "float32", **ppo_rate(same, episodes, precision="fp32")})
+    print("\none PPO update on the same episodes:", flush=True)
+    old_policy, _ = load_model(args.model, LoraConfig())
+    old = BlackjackAgent(old_policy, tokenizer, args.device, generation, ppo, **common)
+    warm = engine_loop(same, args.update_episodes, args.seed + 1, args.num_envs)[1]
+    batch = engine_loop(same, args.update_episodes, args.seed, args.num_envs)[1]
+    ppo_rows = update_ladder(old, same, batch, warm, args.skip_ablations)
+    del old, old_policy
     print()
-    print_table(ppo_rows, ["ppo", "samples", "seconds", "ppo_samples_per_s", "shared_prefix_tokens"])
+    print_table(ppo_rows, ["ppo", "samples", "seconds", "ppo_samples_per_s", "rescored", "reference_scored"])
+    print(f"old preset / the preset, one update: {ppo_rows[0]['seconds'] / ppo_rows[5]['seconds']:.1f}x")
+
+    print("\ntraining, rollouts and updates together (llamagym run's loop):", flush=True)
+    training_rows = [training_rate("the preset", {}, args.training_episodes, args.seed, args.model)]
+    if not args.skip_ablations:
+        training_rows.insert(0, training_rate("old preset (before issue 16)", OLD_PRESET, args.training_episodes,
+                                              args.seed, args.model))
+    print()
+    print_table(training_rows, ["training", "episodes", "updates", "seconds", "episodes_per_min"])
     rss = peak_rss_gib()
-    print(f"\npeak resident memory: {rss_default:.2f} GiB (rollouts and the default PPO update); "
-          f"{rss:.2f} GiB with the ablations")
+    print(f"\npeak resident memory of this process (two models, every row): {rss:.2f} GiB; `llamagym run`'s own "
+          f"is measured with /usr/bin/time -v (docs/guides/blackjack.md)")
     out = write_json("throughput", {"machine": machine(), "args": vars(args), "raw_ceiling_tokens_per_s": raw,
-                                    "rollout": rows, "ppo": ppo_rows, "ratio_batched_over_seed_style": ratio_seed,
+                                    "rollout": rows, "ppo": ppo_rows, "training": training_rows,
+                                    "ratio_batched_over_seed_style": ratio_seed,
                                     "ratio_batched_over_sequential_same_settings": ratio_same,
-                                    "peak_rss_gib": rss_default, "peak_rss_gib_with_ablations": rss,
-                                    "time": time.strftime("%Y-%m-%d %H:%M:%S")}, args.out)
+                                    "peak_rss_gib_benchmark": rss, "time": time.strftime("%Y-%m-%d %H:%M:%S")},
+                     args.out)
     print(f"wrote {out}")
 
 
-def _without_prefix(agent: Agent, episodes: list) -> dict[str, float]:
+def _without_prefix(agent: Agent, episodes: list, warm: list | None) -> dict[str, float]:
     trainer = agent.trainer
     original = trainer._shared_prefix
     trainer._shared_prefix = lambda samples: 0
     try:
-        return ppo_rate(agent, episodes)
+        return ppo_rate(agent, episodes, warm)
     finally:
         trainer._shared_prefix = original
 

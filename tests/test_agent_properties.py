@@ -17,8 +17,11 @@ from llamagym.testing.strategies import responses, space_values, words_of
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_OF_AGENT = {"blackjack": "Blackjack-v1", "tictactoe": "tictactoe_v3", "connect_four": "connect_four_v3",
-                "rps": "rps_v2", "leduc_holdem": "leduc_holdem_v4", "texas_holdem": "texas_holdem_v4"}
-EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+                "rps": "rps_v2", "leduc_holdem": "leduc_holdem_v4", "texas_holdem": "texas_holdem_v4",
+                "qa": "QA-v0", "textarena": "TextArena-GuessTheNumber-v0",
+                "textworld": "TextWorld-coin_collector-L1-s0"}
+EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                    derandomize=True)  # the same examples every run: a failure reproduces, none comes and goes
 
 
 def first_party_agents():

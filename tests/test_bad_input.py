@@ -1,7 +1,10 @@
 """Bad input through the command line: every case is one `Error: ...` line naming what is wrong and what would be
 right, exit code 2 (1 for a broken plugin), no traceback, and no output directory left behind."""
 
+import json
+import os
 import types
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -41,6 +44,10 @@ def _file(tmp_path, text, name="c.toml"):
     ("agent = 5\n", ["agent must be a string, got 5"]),
     ("episodes = [1,\n", ["is not valid TOML"]),
     (b"\xff\xfe\x00garbage", ["c.toml' is not UTF-8 text; a config file is TOML"]),
+    ("[generation]\ntemperature = nan\n", ["generation.temperature must be a finite number, got nan"]),
+    ("[ppo]\ncliprange = inf\n", ["ppo.cliprange must be a finite number, got inf"]),
+    ("[ppo]\nkl_coef = -inf\n", ["ppo.kl_coef must be a finite number, got -inf"]),
+    ("seed = 18446744073709551616\n", ["seed must be at most 4294967295"]),
 ])
 def test_bad_config_files(tmp_path, toml, fragments):
     out = tmp_path / "out"
@@ -58,6 +65,12 @@ def test_bad_config_files(tmp_path, toml, fragments):
     (["--precision", "fp8"], ["Invalid value for '--precision'"]),
     (["--config", "."], ["Invalid value for '--config'"]),
     (["--bogus-flag", "1"], ["No such option '--bogus-flag'"]),
+    (["--temperature", "nan"], ["generation.temperature must be a finite number, got nan"]),
+    (["--cliprange", "inf"], ["ppo.cliprange must be a finite number, got inf"]),
+    (["--top-p", "nan"], ["generation.top_p must be a finite number"]),
+    (["--learning-rate", "inf"], ["ppo.learning_rate must be a finite number"]),
+    (["--seed", str(2**64)], ["seed must be at most 4294967295"]),
+    (["--seed", "-1"], ["seed must be at least 0, got -1"]),
 ])
 def test_bad_flags(tmp_path, args, fragments):
     out = tmp_path / "out"
@@ -144,3 +157,259 @@ def test_output_that_is_a_file(tmp_path):
     target.write_text("x")
     result = invoke("run", *BASE, "-o", target, "-q")
     assert result.exit_code == 2 and "Error:" in result.output and target.read_text() == "x"
+
+
+# --- outputs that cannot be written: one line before the model loads or an episode is played -------------------
+
+TINY = ["--num-envs", 1, "--batch-size", 2, "--max-new-tokens", 2, "--lora-r", 2]
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if the model is loaded: an unwritable output must be refused before."""
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    for module in ("llamagym.run.training", "llamagym.cli.collect", "llamagym.tools.sft"):
+        monkeypatch.setattr(f"{module}.build_agent", loaded)
+
+
+def _unwritable(tmp_path, kind):
+    if kind == "proc":
+        return Path("/proc/llamagym-nope") / "out"
+    if kind == "sys":
+        return Path("/sys/llamagym-nope")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    return blocker / "out"
+
+
+@pytest.mark.parametrize("kind, fragment", [("proc", "no file can be created in '/proc'"),
+                                            ("sys", "no file can be created in '/sys'"),
+                                            ("file", "is a file, not a folder")])
+def test_run_output_that_cannot_be_written(tmp_path, tiny_model_dir, no_model_loading, kind, fragment):
+    out = _unwritable(tmp_path, kind)
+    result = invoke("run", *BASE, "--model", tiny_model_dir, *TINY, "-o", out, "-q")
+    assert_one_line_error(result, out, "cannot write", fragment, "pass an output in a")
+
+
+@pytest.mark.parametrize("kind, fragment", [("proc", "no file can be created in '/proc'"),
+                                            ("file", "is a file, not a folder")])
+def test_collect_output_that_cannot_be_written(tmp_path, tiny_model_dir, no_model_loading, kind, fragment):
+    out = _unwritable(tmp_path, kind).with_suffix(".jsonl")
+    result = invoke("collect", *BASE, "--model", tiny_model_dir, "--episodes", 2, "-o", out, "-q")
+    assert_one_line_error(result, out, "cannot write", fragment)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_collect_into_a_read_only_directory(tmp_path, tiny_model_dir, no_model_loading):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    result = invoke("collect", *BASE, "--model", tiny_model_dir, "-o", locked / "x.jsonl", "-q")
+    assert_one_line_error(result, locked / "x.jsonl", "cannot write", "Permission denied")
+
+
+def test_collect_keeps_what_it_collected_when_the_write_fails(tmp_path, tiny_model_dir, monkeypatch):
+    import errno
+
+    from llamagym.tools import collect
+
+    real, calls = collect.write_jsonl, []
+
+    def disk_full_once(path, records):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, records)
+
+    monkeypatch.setattr(collect, "write_jsonl", disk_full_once)
+    out = tmp_path / "x.jsonl"
+    result = invoke("collect", *BASE, "--model", tiny_model_dir, "--policy", "expert", "--episodes", 3,
+                    "--num-envs", 1, "-o", out, "-q")
+    assert_one_line_error(result, out, "No space left on device", "the 3 collected conversations are kept in")
+    kept = Path(result.output.strip().splitlines()[-1].split("kept in ")[1].split(":")[0])
+    assert len(kept.read_text().splitlines()) == 3
+    kept.unlink()
+
+
+@pytest.mark.parametrize("kind, fragment", [("proc", "no file can be created in '/proc'"),
+                                            ("sys", "no file can be created in '/sys'"),
+                                            ("file", "is a file, not a folder")])
+def test_plot_output_that_cannot_be_written(tmp_path, kind, fragment):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"update": 1, "episodes": 2, "env/return_mean": 0.5}\n')
+    out = _unwritable(tmp_path, kind).with_suffix(".png")
+    assert_one_line_error(invoke("plot", run, "-o", out), out, "cannot write", fragment)
+
+
+def test_sft_output_that_cannot_be_written(tmp_path, tiny_model_dir, no_model_loading):
+    data = _file(tmp_path, json.dumps(_record()) + "\n", "data.jsonl")
+    out = _unwritable(tmp_path, "proc")
+    result = invoke("sft", data, "--agent", "blackjack", "--env", "Blackjack-v1", "--model", tiny_model_dir,
+                    "-o", out, "-q")
+    assert_one_line_error(result, out, "cannot write", "'/proc'")
+
+
+# --- malformed SFT data: one line with the file and line number ----------------------------------------------
+
+def _record(**changes):
+    record = {"agent": "blackjack", "env": "Blackjack-v1", "return": 1.0, "turns": 1, "invalid_turns": 0,
+              "messages": [{"role": "system", "content": "Play blackjack."},
+                           {"role": "user", "content": "You have 15."},
+                           {"role": "assistant", "content": "Action: stick"}]}
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize("content, fragments", [
+    ("", ["data.jsonl' holds no conversations (it is empty)", "llamagym collect"]),
+    ("\n  \n\n", ["data.jsonl' holds no conversations"]),
+    (b"\x00\x89PNG\xff\xfe\n", ["data.jsonl:1 is not UTF-8 text"]),
+    (json.dumps(_record()) + "\n" + json.dumps(_record(**{"return": "high"})) + "\n",
+     ["data.jsonl:2 has a return of 'high'; it must be a number"]),
+    (json.dumps(_record(**{"return": None})) + "\n", ["data.jsonl:1 has a return of None"]),
+    (json.dumps(_record(**{"return": True})) + "\n", ["data.jsonl:1 has a return of True"]),
+    (json.dumps(_record(messages=[{"role": "assistant", "content": "Action: hit"},
+                                  {"role": "user", "content": "You have 15."}])) + "\n",
+     ["data.jsonl:1 has a conversation whose first message after the system prompt is an assistant message",
+      "the user's observation"]),
+    (json.dumps(_record(messages=[{"role": "robot", "content": "x"}])) + "\n", ["data.jsonl:1 has no conversation"]),
+])
+def test_malformed_sft_data(tmp_path, tiny_model_dir, no_model_loading, content, fragments):
+    data = _file(tmp_path, content, "data.jsonl")
+    out = tmp_path / "out"
+    result = invoke("sft", data, "--agent", "blackjack", "--env", "Blackjack-v1", "--model", tiny_model_dir,
+                    "-o", out, "-q")
+    assert_one_line_error(result, out, *fragments)
+
+
+# --- plugins and environments that break their contract: one line naming the plugin (or env) and the hook -------
+
+def _answering_plugin(hook_name, answer):
+    signature = {"llamagym_system_prompt": "agent", "llamagym_action_choices": "agent, observation",
+                 "llamagym_extract_action": "agent, response, observation"}[hook_name]
+    namespace = {"answer": answer}
+    exec(f"def {hook_name}({signature}):\n    return answer", namespace)  # pluggy reads the argument names
+    module = types.ModuleType("contract_plugin")
+    setattr(module, hook_name, hookimpl(tryfirst=True)(namespace[hook_name]))
+    return module
+
+
+BLOCK = "plugin 'contract_plugin' (block it with LLAMAGYM_BLOCK_PLUGINS=contract_plugin) returned"
+
+
+@pytest.mark.parametrize("hook_name, answer, fragments", [
+    ("llamagym_system_prompt", 5, ["5 in llamagym_system_prompt: it must return the system prompt as a string"]),
+    ("llamagym_system_prompt", ["a", "list"], ["in llamagym_system_prompt"]),
+    ("llamagym_action_choices", [], ["[] in llamagym_action_choices: it must list at least one response"]),
+    ("llamagym_action_choices", " hit", ["' hit' in llamagym_action_choices: it must return a list"]),
+    ("llamagym_action_choices", [1, 2], ["in llamagym_action_choices: it must return a list of the response"]),
+    ("llamagym_extract_action", 7, ["7 in llamagym_extract_action: the action is not in the env's action space "
+                                    "Discrete(2)"]),
+    ("llamagym_extract_action", "stick", ["'stick' in llamagym_extract_action: the action is not in the env's"]),
+])
+def test_a_hook_answer_that_breaks_the_contract_names_the_plugin(tmp_path, tiny_model_dir, with_plugins, hook_name,
+                                                                 answer, fragments):
+    with_plugins(_answering_plugin(hook_name, answer))
+    out = tmp_path / "out"
+    result = invoke("run", *BASE, "--model", tiny_model_dir, *TINY, "--episodes", 2, "-o", out, "-q")
+    assert_one_line_error(result, out, BLOCK, *fragments, exit_code=1)
+
+
+def test_an_agent_method_that_breaks_the_contract_is_named_by_its_class(tiny, bare_pm):
+    import gymnasium
+
+    from llamagym import Agent, PluginError
+
+    class Careless(Agent):
+        def get_system_prompt(self):
+            return 42
+
+        def format_observation(self, observation):
+            return "total 12"
+
+        def extract_action(self, response):
+            return 3
+
+    model, tokenizer = tiny
+    agent = Careless(model, tokenizer, "cpu", {"max_new_tokens": 2}, plugin_manager=bare_pm,
+                     action_space=gymnasium.spaces.Discrete(2))
+    with pytest.raises(PluginError, match=r"agent .*Careless\.get_system_prompt returned 42 in "
+                                          r"llamagym_system_prompt"):
+        agent.act((12, 3, 0))
+    agent.get_system_prompt = lambda: "Say hit or stick."
+    with pytest.raises(PluginError, match=r"agent .*Careless\.extract_action returned 3 in llamagym_extract_action: "
+                                          r"the action is not in the env's action space Discrete\(2\)"):
+        agent.act((12, 3, 0), slot=1)
+
+
+class OddReward(__import__("gymnasium").Wrapper):
+    """Blackjack whose rewards are `reward` (None, a string...)."""
+
+    def __init__(self, reward=None):
+        super().__init__(__import__("gymnasium").make("Blackjack-v1"))
+        self.reward = reward
+
+    def step(self, action):
+        observation, _, terminated, truncated, info = self.env.step(action)
+        return observation, self.reward, terminated, truncated, info
+
+
+def _env_plugin(reward):
+    module = types.ModuleType("odd_env_plugin")
+    module.llamagym_register_envs = hookimpl(lambda register: register("OddReward-v0", OddReward,
+                                                                       kwargs={"reward": reward}))
+    return module
+
+
+@pytest.mark.parametrize("reward", [None, "1.0", [1.0]])
+def test_a_reward_that_is_not_a_number_names_the_env(tmp_path, tiny_model_dir, with_plugins, reward):
+    with_plugins(_env_plugin(reward))
+    out = tmp_path / "out"
+    result = invoke("run", "--agent", "blackjack", "--env", "OddReward-v0", "--model", tiny_model_dir, *TINY,
+                    "--episodes", 2, "-o", out, "-q")
+    assert_one_line_error(result, out, "env <OddReward<", f"returned the reward {reward!r}", "from step",
+                          "a reward must be a number", exit_code=1)
+
+
+def test_numpy_rewards_are_numbers(tmp_path, tiny_model_dir, with_plugins):
+    import numpy as np
+
+    with_plugins(_env_plugin(np.float32(0.5)))
+    out = tmp_path / "out"
+    result = invoke("run", "--agent", "blackjack", "--env", "OddReward-v0", "--model", tiny_model_dir, *TINY,
+                    "--episodes", 2, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+
+
+# --- broken models: one line naming the model and what is wrong ----------------------------------------------
+
+def _broken_model(tmp_path, tiny_model_dir, damage):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    if damage == "truncated weights":
+        weights = model / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "garbage weights":
+        (model / "model.safetensors").write_bytes(b"\x00garbage" * 64)
+    elif damage == "unknown architecture":
+        config = json.loads((model / "config.json").read_text())
+        config["model_type"] = "no-such-architecture"
+        (model / "config.json").write_text(json.dumps(config))
+    elif damage == "gguf without magic":
+        model = tmp_path / "model.gguf"
+        model.write_bytes(b"NOTGGUF" + b"\x00" * 256)
+    return model
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage weights", "unknown architecture",
+                                    "gguf without magic"])
+def test_broken_models(tmp_path, tiny_model_dir, damage):
+    model = _broken_model(tmp_path, tiny_model_dir, damage)
+    out = tmp_path / "out"
+    result = invoke("run", *BASE, "--model", model, *TINY, "-o", out, "-q")
+    assert_one_line_error(result, out, f"cannot load model {str(model)!r}")

@@ -241,7 +241,7 @@ def test_resume_of_a_finished_run_extends_it_and_may_change_settings(tiny_model_
     record = json.loads((out / "config.json").read_text())
     assert record["config"]["ppo"]["learning_rate"] == 3e-5 and record["config"]["episodes"] == 8
     assert record["changes"] == [{"update": 2, "episode": 4, "settings": {
-        "episodes": [4, 8], "ppo.learning_rate": [2e-4, 3e-5]}}]  # 2e-4 from the blackjack preset
+        "episodes": [4, 8], "ppo.learning_rate": [4e-4, 3e-5]}}]  # 4e-4 from the blackjack preset
     # the preset anneals linearly: the resumed updates 3 and 4 of the now 4 planned take the new rate's 2/4 and 1/4
     assert [r["ppo/learning_rate"] for r in rows(out / "metrics.jsonl")[2:]] == pytest.approx([1.5e-5, 7.5e-6])
     trainer_state = torch.load(latest_checkpoint(out) / "trainer.pt", weights_only=False)

@@ -4,6 +4,7 @@ files and CLI flags, with errors that name the bad key and what it accepts."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -71,6 +72,12 @@ class PPOConfig:
                                      min=0.0)
     invalid_action_penalty: float = option(0.0, "reward added to a turn whose response held no valid action")
     forward_batch_size: int = option(32, "samples per no-grad forward pass (memory vs speed)", min=1)
+    sampler_logprobs: bool = option(True, "take the log-probs and values the sampler computed as the update's old "
+                                    "ones, one forward pass less per update (used when it samples plain "
+                                    "softmax(logits / temperature): no top-k, no top-p)")
+    reference_cache: int = option(65536, "sequences whose reference log-probs are kept: the reference never "
+                                  "changes, so a prompt and answer seen before are not scored again (0: score "
+                                  "every sample)", min=0)
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
     max_nonfinite_updates: int = option(
         3, "consecutive updates skipped for NaN/inf before training stops", min=1)
@@ -109,6 +116,8 @@ class LoraConfig:
                             min=0.0, max=1.0, flag="lora-dropout")
     target_modules: str = option("all-linear", "comma-separated module names, or all-linear",
                                  flag="lora-target-modules")
+    layers: int = option(0, "adapt only the last N transformer layers (0, or N at least the model's: all): the "
+                         "backward pass then stops below them", min=0, flag="lora-layers")
 
 
 @dataclass
@@ -139,7 +148,7 @@ class RunConfig:
     init_adapter: str = option("", "start from this LoRA adapter (and its value head, if saved) instead of fresh "
                                "adapters: a `llamagym sft` output, a run directory, an adapter or a checkpoint")
     episodes: int = option(500, "training episodes", min=1)
-    seed: int = option(0, "seed for the model's sampling and the environments")
+    seed: int = option(0, "seed for the model's sampling and the environments", min=0, max=2**32 - 1)
     num_envs: int = option(16, "environment copies stepped together (one batched generation)", min=1)
     device: str = option("auto", "torch device: auto, cpu, cuda, cuda:1, mps")
     precision: str = option("auto", "autocast: auto (bf16 where the device is fast at it), fp32, bf16, fp16",
@@ -153,6 +162,8 @@ class RunConfig:
         1.0, "share of episodes whose conversation (system prompt, prompts, responses) episodes.jsonl records in "
         "`messages`, spread evenly over the episode indices (0.1: one in ten; 0: none, each row's `messages` empty)",
         min=0.0, max=1.0)
+    score_policy: bool = option(True, "score the greedy policy exactly before and after training where a plugin "
+                                "can (llamagym_score_policy; Blackjack: its answer in all 280 observations)")
     ppo: PPOConfig = field(default_factory=PPOConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -208,7 +219,12 @@ def coerce_value(cls: type, key: str, value: Any, where: str) -> Any:
     elif scalar is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} must be a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float
+            value = math.inf
+        if not math.isfinite(value):  # NaN passes every comparison, inf every lower bound
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
     elif scalar is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")

@@ -43,6 +43,15 @@ class NameClashError(PluginError):
         super().__init__(message)
 
 
+class DamagedFileError(LlamaGymError):
+    """A file llamagym wrote (a checkpoint, an adapter, a run's rows) that does not read back as written; the
+    message names the file (and line) and what is wrong with it."""
+
+    def __init__(self, message: str, path: object = None):
+        self.path = path
+        super().__init__(message)
+
+
 class TrainingError(LlamaGymError):
     """Training cannot go on (for example repeated non-finite losses)."""
 
@@ -57,3 +66,8 @@ def unknown_name_message(kind: str, name: str, known: list[str], hint: str = "",
     if hint:
         message += f". {hint}"
     return message
+
+
+class JudgeError(LlamaGymError):
+    """A judge model gave no usable verdict (server down, timeout, an answer that is no verdict): the message
+    names the judge and what to do. Raised from an env's step, it drops that episode (logged), never a reward of 0."""

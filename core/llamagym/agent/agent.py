@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from llamagym.agent.episode import Episode, Turn, episode_stats
 from llamagym.algo.trainer import PPOTrainer
 from llamagym.config import PPO_ALIASES, PPO_IGNORED, GenerationConfig, PPOConfig, build
 from llamagym.errors import ActionParseError
-from llamagym.plugins.calling import call_hook, shaping_terms
+from llamagym.plugins.calling import broken_contract, call_checked, call_hook, shaping_terms
 from llamagym.plugins.manager import get_plugin_manager
 from llamagym.policy.policy import Policy, apply_chat_template
 from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
@@ -187,7 +187,8 @@ class Agent:
                                          tries if any(t is not None for t in tries) else None)
         actions = {}
         for slot, prompt, response, trie in zip(slots, prompts, responses, tries):
-            actions[slot] = self._record_turn(slot, observations[slot], prompt, response.token_ids, trie)
+            actions[slot] = self._record_turn(slot, observations[slot], prompt, response.token_ids, trie,
+                                              response.logprobs, response.values)
         return actions
 
     def record_responses(self, observations: Mapping[Hashable, Any], responses: Mapping[Hashable, str]
@@ -272,7 +273,7 @@ class Agent:
 
     def _conversation(self, slot: Hashable) -> Conversation:
         if slot not in self._conversations:
-            system = call_hook(self, "llamagym_system_prompt")
+            system = call_checked(self, "llamagym_system_prompt", _text_or_none)
             messages = [{"role": "system", "content": system}] if system else []
             self._conversations[slot] = Conversation(messages)
         return self._conversations[slot]
@@ -324,7 +325,7 @@ class Agent:
         constrained."""
         if not self.generation.constrained:
             return None
-        choices = call_hook(self, "llamagym_action_choices", observation=observation)
+        choices = call_checked(self, "llamagym_action_choices", _choices_problem, observation=observation)
         if choices is None:
             return None
         key = tuple(choices)
@@ -334,14 +335,15 @@ class Agent:
         return self._tries[key]
 
     def _record_turn(self, slot: Hashable, observation: Any, prompt: list[int], token_ids: list[int],
-                     trie: ChoiceTrie | None = None) -> Any:
+                     trie: ChoiceTrie | None = None, logprobs: list[float] | None = None,
+                     values: list[float] | None = None) -> Any:
         text = self._response_text(token_ids)
         action, valid = self._parse(text, observation)
         conversation = self._conversation(slot)
         conversation.messages.append({"role": "assistant", "content": text})
         penalty = 0.0 if valid else self.ppo_config.invalid_action_penalty
         turn = Turn(prompt, list(token_ids), text, observation, action, valid, reward=penalty,
-                    env_reward=0.0, allowed=_allowed_tokens(trie, token_ids))
+                    env_reward=0.0, allowed=_allowed_tokens(trie, token_ids), logprobs=logprobs, values=values)
         turn.reward += conversation.pending_reward
         turn.env_reward += conversation.pending_reward
         conversation.pending_reward = 0.0
@@ -357,6 +359,10 @@ class Agent:
                                observation=observation)
             if action is None:
                 raise ActionParseError("no extractor returned an action")
+            problem = _space_problem(self.action_space, action)
+            if problem is not None:
+                raise broken_contract(self, "llamagym_extract_action", action, problem, response=text,
+                                      observation=observation)
             self._last_valid_action = action
             return action, True
         except ValueError as exc:  # ActionParseError, or int("...") failing inside an extractor
@@ -369,6 +375,38 @@ class Agent:
 
     def _shaping_terms(self, turn: Turn, reward: float) -> list[tuple[str, float]]:
         return shaping_terms(self, reward, turn.observation, turn.response, turn.action)
+
+
+def _text_or_none(answer: Any) -> str | None:
+    if answer is None or isinstance(answer, str):
+        return None
+    return "it must return the system prompt as a string (or None for none)"
+
+
+def _choices_problem(answer: Any) -> str | None:
+    if answer is None:
+        return None
+    if isinstance(answer, str) or not isinstance(answer, Sequence) or not all(isinstance(c, str) for c in answer):
+        return "it must return a list of the response strings the agent accepts (or None to answer freely)"
+    if not answer:
+        return "it must list at least one response the agent accepts (or return None to answer freely)"
+    return None
+
+
+def _space_problem(space: Any, action: Any) -> str | None:
+    """Why `action` cannot be played in `space` (None: it can, or the space is free text, which envs sanitise)."""
+    from gymnasium.spaces import Text
+
+    contains = getattr(space, "contains", None)
+    if contains is None or isinstance(space, Text):
+        return None
+    try:
+        if contains(action):
+            return None
+    except Exception:  # noqa: S110  (a value the space cannot even compare: not in it)
+        pass
+    return f"the action is not in the env's action space {space}; return one of its actions (or raise " \
+           f"ActionParseError when the response names none)"
 
 
 def parse_generate_config(config: Mapping[str, Any] | None) -> GenerationConfig:

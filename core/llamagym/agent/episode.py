@@ -21,6 +21,10 @@ class Turn:
     reward: float = 0.0  # env_reward plus shaping terms and the invalid-action penalty
     shaping: dict[str, float] = field(default_factory=dict)
     allowed: list[list[int]] | None = None  # constrained decoding: the tokens allowed at each response position
+    # the sampler's own log-prob of each response token and value before it (`generation.Response`); None when
+    # the response was not sampled from the training distribution, and PPO scores it itself
+    logprobs: list[float] | None = None
+    values: list[float] | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ import torch
 
 from llamagym.algo import ppo
 from llamagym.algo.advantages import EpisodeSteps, check_data_parallel, make_estimator
+from llamagym.algo.reference import ReferenceCache, sequence_key
 from llamagym.agent.choices import restrict_logits
 from llamagym.config import PPOConfig
 from llamagym.agent.episode import Episode
@@ -46,6 +47,8 @@ class Sample:
     allowed: list[list[int]] | None = None  # constrained decoding: the tokens allowed at each response position
     bootstrap_query: list[int] | None = None  # last turn of a truncated episode: the prompt of the state it was cut at
     bootstrap_value: float = 0.0  # that state's value under the current policy (`_score`; 0 if not scored)
+    sampled_logprobs: list[float] | None = None  # the sampler's own (`Turn.logprobs`), if it recorded them
+    sampled_values: list[float] | None = None
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
     values: torch.Tensor | None = None
@@ -99,7 +102,8 @@ def episode_samples(episodes: Sequence[Episode]) -> list[Sample]:
     bootstrap prompt."""
     samples = []
     for number, episode in enumerate(episodes):
-        turns = [Sample(t.query_ids, t.response_ids, float(t.reward), number, t.allowed)
+        turns = [Sample(t.query_ids, t.response_ids, float(t.reward), number, t.allowed, sampled_logprobs=t.logprobs,
+                        sampled_values=t.values)
                  for t in episode.turns if t.response_ids]
         if turns:
             turns[-1].bootstrap_query = episode.bootstrap_query
@@ -159,6 +163,7 @@ class PPOTrainer:
                               if config.adaptive_kl else ppo.FixedKLController(config.kl_coef))
         self.estimator = make_estimator(config)  # ppo.advantage: gae, grpo or reinforce
         self._ref_model: AutoModelForCausalLMWithValueHead | None = None
+        self.reference_cache = ReferenceCache(config.reference_cache)
         if config.gradient_checkpointing:
             model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.updates = 0
@@ -201,7 +206,7 @@ class PPOTrainer:
         self._set_learning_rate()
         self.prefix_length = self._shared_prefix(samples)
         self._progress("scoring")
-        self._score(samples)
+        score_stats = self._score(samples)
         kl_stats = self._advantages(samples, len(episodes), [e.group for e in episodes])
         finite = all(torch.isfinite(_present(s.advantages)).all() for s in samples)
         if not (finite if self.sync is None else self.sync.all_finite(finite)):
@@ -213,6 +218,7 @@ class PPOTrainer:
         self.kl_controller.update(kl_stats["ppo/kl"], n_samples)
         self.updates += 1
         stats.update(kl_stats)
+        stats.update(score_stats)
         stats.update({"ppo/kl_coef": self.kl_controller.value, "ppo/samples": n_samples,
                       "ppo/shared_prefix_tokens": self.prefix_length, "ppo/tokens": n_tokens,
                       "ppo/update": self.updates, "ppo/learning_rate": self.optimizer.param_groups[0]["lr"],
@@ -262,23 +268,60 @@ class PPOTrainer:
         return {"ppo/skipped_update": 1.0, "time/ppo_s": time.perf_counter() - started}
 
     @torch.no_grad()
-    def _score(self, samples: list[Sample]) -> None:
-        """Old log-probs and values from the current policy, reference log-probs with adapters off; the value of
-        the state each truncated episode was cut at."""
+    def _score(self, samples: list[Sample]) -> dict[str, float]:
+        """Old log-probs and values: the sampler's own where it recorded them (`ppo.sampler_logprobs`), else from
+        a forward pass of the current policy; reference log-probs with adapters off, from the cache where the
+        sequence was scored before; the value of the state each truncated episode was cut at."""
         self.model.eval()
+        unscored = [s for s in samples if not self._take_sampled(s)]
+        keys = [sequence_key(s.query, s.response, s.allowed) for s in samples]
+        missing = []
+        for sample, key in zip(samples, keys):
+            sample.ref_logprobs = self.reference_cache.get(key)
+            if sample.ref_logprobs is None:
+                missing.append(sample)
+        in_both = {id(s) for s in unscored} & {id(s) for s in missing}
+        both = [s for s in unscored if id(s) in in_both]  # one pass scores policy and reference for these
+        self._score_chunks(both, policy=True, reference=True)
+        self._score_chunks([s for s in unscored if id(s) not in in_both], policy=True, reference=False)
+        self._score_chunks([s for s in missing if id(s) not in in_both], policy=False, reference=True)
+        scored = {id(s) for s in missing}
+        for sample, key in zip(samples, keys):
+            if id(sample) in scored:
+                self.reference_cache.put(key, _present(sample.ref_logprobs))
+        self._score_bootstraps(self._bootstrapped(samples))
+        n = max(len(samples), 1)  # data-parallel: this process may hold none of the batch
+        return {"ppo/rescored_fraction": len(unscored) / n, "ppo/reference_scored_fraction": len(missing) / n}
+
+    def _take_sampled(self, sample: Sample) -> bool:
+        """Use the sampler's log-probs and values as the old ones, if it recorded them and the config allows."""
+        n = len(sample.response)
+        if not (self.config.sampler_logprobs and sample.sampled_logprobs is not None
+                and sample.sampled_values is not None and len(sample.sampled_logprobs) == n):
+            return False
+        sample.old_logprobs = torch.tensor(sample.sampled_logprobs, dtype=torch.float32)
+        sample.values = torch.tensor(sample.sampled_values, dtype=torch.float32)
+        return True
+
+    def _score_chunks(self, samples: list[Sample], policy: bool, reference: bool) -> None:
+        """Forward passes over `samples` in length-sorted chunks: the policy's log-probs and values, the
+        reference's log-probs, or both from the same batches."""
         ordered = sorted(samples, key=lambda s: s.length)
         size = self.config.forward_batch_size
         for start in range(0, len(ordered), size):
             chunk = ordered[start:start + size]
             batch = self._batch(chunk)
-            logprobs, values, _ = self._forward(self.model, batch)
-            ref_logprobs = self._reference_logprobs(batch)
+            if policy:
+                logprobs, values, _ = self._forward(self.model, batch)
+            if reference:
+                ref_logprobs = self._reference_logprobs(batch)
             for row, sample in enumerate(chunk):
                 n = len(sample.response)
-                sample.old_logprobs = logprobs[row, -n:].float().cpu()
-                sample.values = values[row, -n:].float().cpu()
-                sample.ref_logprobs = ref_logprobs[row, -n:].float().cpu()
-        self._score_bootstraps(self._bootstrapped(samples))
+                if policy:
+                    sample.old_logprobs = logprobs[row, -n:].float().cpu()
+                    sample.values = values[row, -n:].float().cpu()
+                if reference:
+                    sample.ref_logprobs = ref_logprobs[row, -n:].float().cpu()
 
     def _score_bootstraps(self, samples: list[Sample]) -> None:
         """Each sample's `bootstrap_value`: its bootstrap prompt is scored with a one-token (padding) response, whose
@@ -445,7 +488,8 @@ class PPOTrainer:
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "kl_controller": self.kl_controller.state_dict(),
-                "updates": self.updates, "rng": self.rng.getstate(), "estimator": self.estimator.state_dict()}
+                "updates": self.updates, "rng": self.rng.getstate(), "estimator": self.estimator.state_dict(),
+                "reference_cache": self.reference_cache.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -453,6 +497,7 @@ class PPOTrainer:
         self.updates = state["updates"]
         self.rng.setstate(state["rng"])
         self.estimator.load_state_dict(state.get("estimator", {}))
+        self.reference_cache.load_state_dict(state.get("reference_cache", {}))
 
     def restore(self, state: dict) -> None:
         """`load_state_dict` for a resumed run: the saved optimiser, KL controller and update count, but the

@@ -10,9 +10,9 @@ from llamagym.cli.group import cli
 from llamagym.cli.settings import game_settings, run_settings
 from llamagym.errors import UsageError
 from llamagym.plugins.registry import get_registry
-from llamagym.run.rundir import find_adapter
+from llamagym.run.rundir import check_writable, find_adapter
 from llamagym.run.setup import build_agent, make_engine
-from llamagym.tools.collect import POLICIES, collect, collecting, write_jsonl
+from llamagym.tools.collect import POLICIES, collect, collecting, save_records
 
 
 @cli.command("collect")
@@ -54,6 +54,7 @@ def collect_command(agent: str | None, env: str | None, policy: str, checkpoint:
     output_path = Path(output)
     if output_path.exists() and not overwrite:
         raise UsageError(f"{str(output_path)!r} exists; pass --overwrite to replace it")
+    check_writable(output_path)  # before the model loads and the episodes are played
     if checkpoint and policy == "expert":
         raise UsageError("--checkpoint samples from a trained model; it does not apply to --policy expert")
     if best_of > 1 and policy == "expert":
@@ -77,6 +78,6 @@ def collect_command(agent: str | None, env: str | None, policy: str, checkpoint:
                              on_episode=lambda r: bar.update(1))
     finally:
         engine.close()
-    write_jsonl(output_path, result.records)
+    save_records(output_path, result.records)
     click.echo(f"kept {len(result.records)} of {result.played} episodes (mean return {result.mean_return:+.4f}; "
                f"all played {result.played_mean_return:+.4f}); wrote {output_path}")

@@ -61,12 +61,19 @@ def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, oppone
     with tqdm(total=episodes, unit="ep", disable=quiet, desc="evaluating") as bar:
         result = evaluate(the_agent, engine, episodes, greedy=not sample, on_episode=lambda r: bar.update(1))
     engine.close()
+    from llamagym.run.scoring import describe, score_policy  # the agent's plugins may score its policy exactly
+
+    score = score_policy(the_agent, config.env)
     if as_json:
         payload = result.to_dict()
         if env_spec.kind != "gymnasium":
             payload["opponent"] = config.multiagent.opponent
+        if score is not None:
+            payload["policy_score"] = score
         click.echo(json.dumps(payload))
     else:
         against = f" against {config.multiagent.opponent}" if env_spec.kind != "gymnasium" else ""
         click.echo(f"{config.agent} on {config.env}{against} ({'untrained' if adapter is None else adapter}): "
                    f"{result.line()}")
+        for line in describe(None, score):
+            click.echo(line)

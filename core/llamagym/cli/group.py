@@ -29,6 +29,12 @@ class LlamaGymGroup(click.Group):
             raise CliError(str(exc), 2) from None
         except LlamaGymError as exc:
             raise CliError(str(exc), 1) from None
+        except OSError as exc:  # a full disk, a folder that went away: one line (with -v, the traceback)
+            if ctx.params.get("verbose"):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise CliError(f"{exc.strerror or exc}{where}; free space or fix the permissions, then run again (a "
+                           f"training run continues with --resume)", 1) from None
 
 
 @click.group(cls=LlamaGymGroup, context_settings={"help_option_names": ["-h", "--help"],

@@ -12,7 +12,7 @@ from llamagym.config import SECTIONS, RunConfig, _base_type, field_specs
 
 SEPARATOR = "__"
 TOP_LEVEL = ("model", "init_adapter", "episodes", "seed", "num_envs", "device", "precision", "checkpoint_every",
-             "report_to", "max_env_errors", "record_conversations")
+             "report_to", "max_env_errors", "record_conversations", "score_policy")
 
 
 def _option_for(section: str | None, spec: dataclasses.Field) -> click.Option:

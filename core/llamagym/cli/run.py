@@ -74,6 +74,11 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     click.echo(f"trained {summary['episodes']} episodes{dropped}, {summary['updates']} updates in "
                f"{summary['wall_time_s']:.0f}s; return over the last 100 episodes {summary['last_100_return']:+.3f}")
     click.echo(f"adapter saved to {summary['adapter']}")
+    from llamagym.run.scoring import describe
+
+    score = summary.get("policy_score") or {}
+    for line in describe(score.get("before"), score.get("after")):
+        click.echo(line)
 
 
 def _launch(num_processes: int, config: RunConfig, output: Path, resume: bool, overwrite: bool, quiet: bool

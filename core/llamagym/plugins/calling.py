@@ -4,6 +4,8 @@
 
 - `call_hook` / `call_pm_hook`: a behaviour hook; an exception from a plugin's hook (or from the agent's own method
   behind it) becomes one `PluginError` line that names who raised it and in which hook, instead of a traceback.
+- `call_checked`: a behaviour hook whose answer is checked against the hook's contract (a system prompt that is a
+  string, a non-empty list of choices); a wrong answer is one `PluginError` line naming the plugin that gave it.
 - `shaping_terms`: the collect-all `llamagym_shape_reward`, each term tagged with the plugin that returned it.
 - `call_registration_hook`: a hook called with a ``register`` callback (`llamagym_register_agents`, `_envs`,
   `_opponents`): each registration is tagged with the plugin whose implementation made it (found on the stack), and
@@ -72,13 +74,52 @@ def culprit(hook: Any, exc: BaseException, agent: Agent | None, name: str) -> st
     found = raising_impl(hook.get_hookimpls(), exc)
     if found is None:
         return f"a {name} hook"
-    if found.plugin_name == AGENT_METHODS_PLUGIN and agent is not None:
+    return describe_plugin(found.plugin_name, agent, name)
+
+
+def describe_plugin(plugin_name: str, agent: Agent | None, name: str) -> str:
+    """A plugin as an error names it: the agent's method behind the hook, a built-in plugin, or a third party's
+    (with how to block it)."""
+    if plugin_name == AGENT_METHODS_PLUGIN and agent is not None:
         agent_class = type(agent)
         method = AGENT_METHOD_OF_HOOK.get(name, name)
         return f"agent {agent_class.__module__}.{agent_class.__qualname__}.{method}"
-    if found.plugin_name.startswith(BUILTIN_PREFIX):
-        return f"llamagym's built-in plugin {found.plugin_name!r}"
-    return f"plugin {found.plugin_name!r} (block it with LLAMAGYM_BLOCK_PLUGINS={found.plugin_name})"
+    if plugin_name.startswith(BUILTIN_PREFIX):
+        return f"llamagym's built-in plugin {plugin_name!r}"
+    return f"plugin {plugin_name!r} (block it with LLAMAGYM_BLOCK_PLUGINS={plugin_name})"
+
+
+# --- answers that break a hook's contract -----------------------------------------------------------------------
+
+def call_checked(agent: Agent, name: str, check: Callable[[Any], str | None],
+                 allowed: tuple[type[BaseException], ...] = (), **kwargs: Any) -> Any:
+    """`call_hook`, with the answer checked against the hook's contract: `check(answer)` says what a right answer
+    would be (None: this one is right); a wrong answer is a PluginError naming the plugin (or agent method) that
+    gave it."""
+    answer = call_hook(agent, name, allowed, **kwargs)
+    problem = check(answer)
+    if problem is not None:
+        raise broken_contract(agent, name, answer, problem, **kwargs)
+    return answer
+
+
+def broken_contract(agent: Agent, name: str, answer: Any, problem: str, **kwargs: Any) -> PluginError:
+    """The one-line error for a hook answer that breaks the hook's contract, naming who gave it."""
+    text = repr(answer)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return PluginError(f"{answering(agent, name, kwargs)} returned {text} in {name}: {problem}")
+
+
+def answering(agent: Agent, name: str, kwargs: dict[str, Any]) -> str:
+    """Who gave a firstresult hook's answer: the first plugin, in pluggy's call order, that answers alone (the hook
+    is called again, one plugin at a time, only to name it after a wrong answer)."""
+    for plugin_name, caller in per_plugin_callers(agent.plugin_manager, name):
+        try:
+            if caller(agent=agent, **kwargs) is not None:
+                return describe_plugin(plugin_name, agent, name)
+        except Exception:  # noqa: S112  (one that raises now did not answer the first call)
+            continue
+    return f"a {name} hook"
 
 
 # --- reward shaping: a collect-all hook whose answers are tagged with their plugin ------------------------------

@@ -9,13 +9,14 @@ The core's own behaviours are default plugins in `llamagym.plugins.builtin`, reg
 is called through pluggy (`llamagym.plugins.calling`), so `wrapper=True` implementations and tracing see each call.
 The annotations say what each hook is given and returns; the ``register`` callbacks are typed by the protocols
 `AgentRegister`, `EnvRegister` and `OpponentRegister`, which an implementation may use in its own annotations;
-`Outcome` is what `llamagym_episode_outcome` answers.
+`Outcome` is what `llamagym_episode_outcome` answers, `PolicyScore` what `llamagym_score_policy` answers.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pluggy
@@ -33,6 +34,16 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 EnvKind = Literal["gymnasium", "aec", "parallel"]
 Outcome = Literal["win", "draw", "loss"]
 OpponentPolicy = Callable[["SeatObservation", random.Random], Any]
+
+
+@dataclass
+class PolicyScore:
+    """What `llamagym_score_policy` answers: the exact expected return of an agent's greedy policy, the values of
+    reference policies to read it against (``{"basic strategy": -0.0466, ...}``), and a line of detail."""
+
+    expected_return: float
+    references: dict[str, float] = field(default_factory=dict)
+    detail: str = ""
 
 
 class AgentRegister(Protocol):
@@ -165,4 +176,16 @@ def llamagym_episode_outcome(agent: Agent, env_return: float, info: dict[str, An
     ``info["is_success"]`` (True a win, False a loss), else the sign of the return. ``llamagym eval`` reports
     win / draw / loss rates from these outcomes: a game that pays 1 for a win and 0 for a loss says so here (or in
     ``info``), or its losses count as draws.
+    """
+
+
+@hookspec(firstresult=True)
+def llamagym_score_policy(agent: Agent, env_id: str) -> PolicyScore | None:
+    """Return the exact expected return of ``agent``'s greedy policy on ``env_id``, computed rather than sampled,
+    or None where this plugin cannot score that agent on that environment.
+
+    An environment small enough to solve offers it: Blackjack asks the agent for its answer in each of the 280
+    observations and values that policy table with a dynamic programme. ``llamagym run`` scores the policy
+    before and after training and prints both beside the references (``run.score_policy``); without an answer it
+    falls back to nothing, and the run's returns speak for themselves.
     """

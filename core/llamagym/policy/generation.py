@@ -22,10 +22,16 @@ MIN_SHARED_PREFIX = 8  # below this many shared tokens the separate prefix pass 
 
 @dataclass
 class Response:
-    """The sampled token ids of one response and why it stopped: "eos", "complete" or "length"."""
+    """The sampled token ids of one response and why it stopped: "eos", "complete" or "length".
+
+    `logprobs` and `values` (one per token) are the sampling policy's own log-probs of the sampled tokens and its
+    values before each, recorded when the sampling distribution is the one PPO trains (plain temperature sampling,
+    no top-k or top-p): the update then takes them as its old log-probs and values instead of scoring again."""
 
     token_ids: list[int]
     stop_reason: str
+    logprobs: list[float] | None = None
+    values: list[float] | None = None
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
@@ -66,6 +72,12 @@ def split_shared_prefix(sequences: Sequence[Sequence[int]], pad_id: int, device:
     return prefix, ids, torch.cat([mask.new_ones((len(sequences), length)), mask], dim=1)
 
 
+def samples_training_distribution(settings: GenerationConfig) -> bool:
+    """Whether tokens are drawn from softmax(logits / temperature) itself, the distribution PPO's ratio is taken
+    against (top-k and top-p truncate it; greedy decoding is not sampling)."""
+    return settings.do_sample and settings.top_k == 0 and settings.top_p >= 1.0
+
+
 def choose_tokens(logits: torch.Tensor, settings: GenerationConfig, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
     """Pick one token per row: greedy, or sampled after temperature, top-k and top-p."""
@@ -103,6 +115,9 @@ def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: Ge
     hidden = policy.hidden_states(input_ids, attention_mask, cache=cache)
     next_position = (attention_mask.sum(-1, keepdim=True) - 1)  # position of each row's last token
     tokens: list[list[int]] = [[] for _ in prompts]
+    record = samples_training_distribution(settings)
+    logprobs: list[list[float]] = [[] for _ in prompts]
+    values: list[list[float]] = [[] for _ in prompts]
     reasons = ["length"] * len(prompts)
     rows = list(range(len(prompts)))  # batch position -> prompt index
     for step in range(settings.max_new_tokens):
@@ -110,10 +125,16 @@ def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: Ge
         if choices is not None:
             logits = restrict_logits(logits, [(pos, trie.allowed(tokens[row]))
                                               for pos, row in enumerate(rows) if (trie := choices[row]) is not None])
-        chosen = choose_tokens(logits, settings, generator).tolist()
+        chosen_ids = choose_tokens(logits, settings, generator)
+        chosen = chosen_ids.tolist()
+        if record:
+            step_logprobs, step_values = _sampled_logprobs_and_values(policy, hidden, logits, chosen_ids, settings)
         keep = []
         for batch_pos, (row, token) in enumerate(zip(rows, chosen)):
             tokens[row].append(token)
+            if record:
+                logprobs[row].append(step_logprobs[batch_pos])
+                values[row].append(step_values[batch_pos])
             if token in eos_token_ids:
                 reasons[row] = "eos"
             elif choices is not None and (trie := choices[row]) is not None and not trie.allowed(tokens[row]):
@@ -133,4 +154,16 @@ def sample_responses(policy: Any, prompts: Sequence[Sequence[int]], settings: Ge
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=-1)
         next_position = next_position + 1
         hidden = policy.hidden_states(next_ids, attention_mask, cache=cache, position_ids=next_position)
-    return [Response(t, r) for t, r in zip(tokens, reasons)]
+    if not record:
+        return [Response(t, r) for t, r in zip(tokens, reasons)]
+    return [Response(t, r, lp, v) for t, r, lp, v in zip(tokens, reasons, logprobs, values)]
+
+
+def _sampled_logprobs_and_values(policy: Any, hidden: torch.Tensor, logits: torch.Tensor, chosen: torch.Tensor,
+                                 settings: GenerationConfig) -> tuple[list[float], list[float]]:
+    """log softmax(logits / T) at each row's sampled token, as the trainer computes it, and the value head on the
+    hidden state the token was sampled from."""
+    logprobs = torch.log_softmax(logits / settings.temperature, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        values = policy.v_head(hidden[:, -1].float()).squeeze(-1)
+    return logprobs.float().tolist(), values.float().tolist()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llamagym.config import LoraConfig
-from llamagym.errors import ConfigError, UsageError
+from llamagym.errors import ConfigError, LlamaGymError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,12 @@ def load_model(name: str = DEFAULT_MODEL, lora: LoraConfig | None = None, adapte
     except OSError as exc:
         raise UsageError(f"cannot load model {name!r}: {_first_line(exc)}. Use 'default', a local directory, "
                          f"a .gguf file, or a Hugging Face id that is cached or reachable") from None
+    except LlamaGymError:
+        raise
+    except Exception as exc:  # damaged weights (SafetensorError), an unknown architecture, a GGUF without its magic
+        raise UsageError(f"cannot load model {name!r}: {type(exc).__name__}: {_first_line(exc)}. Its files are "
+                         f"damaged or of a kind transformers does not know: pass a directory saved with "
+                         f"save_pretrained, a .gguf file, or 'default'") from None
     if adapter is not None:
         model = attach_adapter(model, adapter)
     elif lora is not None and lora.enabled:
@@ -192,13 +198,38 @@ def add_lora(model: Any, lora: LoraConfig) -> Any:
     targets: Any = lora.target_modules
     if targets != "all-linear":
         targets = [t.strip() for t in targets.split(",") if t.strip()]
+    elif lora.layers:  # peft takes a layer selection only with named modules
+        targets = linear_module_names(model)
     config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                            task_type="CAUSAL_LM")
+                            task_type="CAUSAL_LM", layers_to_transform=top_layers(model, lora.layers))
     try:
         return get_peft_model(model, config)
     except ValueError as exc:
         raise ConfigError(f"lora.target_modules={lora.target_modules!r} does not fit this model: "
                           f"{_first_line(exc)}") from None
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """The names of the linear layers inside the transformer blocks (what peft's all-linear selects)."""
+    from torch import nn
+
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, nn.Linear) and module is not head and "." in name})
+
+
+def top_layers(model: Any, count: int) -> list[int] | None:
+    """The indices of the last `count` transformer layers of `model` (None, all of them, for 0 or for at least
+    as many as the model has)."""
+    if count == 0:
+        return None
+    total = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
+    if not total:
+        raise ConfigError(f"lora.layers = {count} needs the model's layer count, which its config does not give; "
+                          f"use lora.layers = 0 (every layer)")
+    if count >= total:  # a preset's "last 8" on a smaller model: all of them
+        return None
+    return list(range(total - count, total))
 
 
 def attach_adapter(model: Any, adapter: str, trainable: bool = True) -> Any:

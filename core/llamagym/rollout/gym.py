@@ -4,11 +4,13 @@ batched generation; finished episodes are reset and refilled. It yields each fin
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Generator, Iterator
 from contextlib import nullcontext
 from typing import Any, cast
 
 from llamagym.agent.agent import Agent
+from llamagym.errors import PluginError
 from llamagym.rollout.engine import (Drained, EpisodeResult, Event, Finished, Learner, Trajectory,
                                      episode_outcome, episode_seed, play_through)
 
@@ -128,6 +130,7 @@ class RolloutEngine:
             return True, False, f"step of episode {index} raised {type(exc).__name__}: {exc}"
         self._infos[slot] = info
         self.env_steps += 1
+        check_reward(self.envs[slot], reward, index)
         self.agent.assign_reward(float(reward), slot=slot)
         returns[slot] += float(reward)
         slots[slot] = (index, observation)
@@ -170,6 +173,15 @@ class RolloutEngine:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def check_reward(env: Any, reward: Any, index: int) -> None:
+    """A step's reward must be a real number: anything else breaks the env's contract (a PluginError naming it)."""
+    if isinstance(reward, numbers.Real) or (getattr(reward, "shape", None) == ()
+                                            and getattr(getattr(reward, "dtype", None), "kind", "?") in "biuf"):
+        return  # a Python or numpy number, or a 0-d numeric array
+    raise PluginError(f"env {env} returned the reward {reward!r} (a {type(reward).__name__}) from step in episode "
+                      f"{index}: a reward must be a number (int or float)")
 
 
 __all__ = ["RolloutEngine", "AgentLearner", "EpisodeResult", "episode_seed"]

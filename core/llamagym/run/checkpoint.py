@@ -10,20 +10,22 @@ import random
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from llamagym.agent.agent import Agent
 from llamagym.policy.models import quiet_loading
 from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 from llamagym.agent import episode as episode_module
-from llamagym.run.rundir import (ADAPTER_WEIGHTS, MODEL_WEIGHTS, CHECKPOINTS, ENGINE_FILE, LATEST, STAGING_PREFIX, STATE_FILE, TRAINER_FILE,
-                                 is_complete)
-
+from llamagym.errors import DamagedFileError
+from llamagym.run import integrity
+from llamagym.run.integrity import check_checksums, read_state, read_torch, read_weights, write_checksums
+from llamagym.run.rundir import (ADAPTER_WEIGHTS, CHECKPOINTS, DAMAGED_PREFIX, ENGINE_FILE, LATEST, MODEL_WEIGHTS,
+                                 STAGING_PREFIX, STATE_FILE, TRAINER_FILE, VALUE_HEAD_FILE, WEIGHT_FILES, is_complete)
 
 
 def rng_state() -> dict[str, Any]:
@@ -72,6 +74,7 @@ def save_model_dir(agent: Agent, directory: Path) -> None:
         with quiet_loading():
             agent.model.save_pretrained(staging)
             agent.tokenizer.save_pretrained(staging)
+        write_checksums(staging)
         _fsync_tree(staging)
         _replace_dir(staging, directory)
     finally:
@@ -96,6 +99,7 @@ def save_checkpoint(run_dir: Path, agent: Agent, state: dict[str, Any], volatile
             if engine_state is not None:
                 torch.save(engine_state, staging / ENGINE_FILE)
             (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+            write_checksums(staging)
             _fsync_tree(staging)
             shutil.rmtree(target, ignore_errors=True)  # an incomplete one (copied by hand) is replaced
             os.replace(staging, target)
@@ -124,39 +128,117 @@ def remove_staging(run_dir: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, agent: Agent) -> dict[str, Any]:
-    """Restore weights, optimiser, KL controller, RNG states and counters; return the run state. The learning
-    rate and weight decay stay as the agent was configured, so a resumed run may change them."""
-    load_weights(agent.model, path)
-    trainer_state = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=False)
-    agent.trainer.restore(trainer_state["trainer"])
-    set_rng_state(trainer_state["rng"])
-    agent.load_state_dict({"rng": trainer_state["agent_rng"], "counters": trainer_state["counters"]})
-    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+@dataclass
+class CheckpointContents:
+    """Everything a checkpoint holds, read and verified (see `read_checkpoint`), not yet applied to an agent."""
+
+    path: Path
+    state: dict[str, Any]
+    trainer: dict[str, Any]
+    weights_name: str  # adapter_model.safetensors (LoRA) or model.safetensors (full fine-tuning)
+    weights: dict[str, Any]
+    value_head: dict[str, Any] | None
+    engine: dict[str, Any] | None
 
 
-def load_engine_state(path: Path) -> dict[str, Any] | None:
-    """The engine's own state saved with a checkpoint (other seats' policies, the self-play pool), if any."""
-    file = Path(path) / ENGINE_FILE
-    if not file.is_file():
+def read_checkpoint(path: Path) -> CheckpointContents:
+    """Read every file of checkpoint `path` and verify it (checksums, readable weights and trainer state, counters
+    that match the name); a DamagedFileError names the first file that is not as written. Nothing is applied."""
+    path = Path(path)
+    for name in (STATE_FILE, TRAINER_FILE):
+        if not (path / name).is_file():
+            raise integrity.damaged(path / name, "is missing")
+    check_checksums(path)
+    state = read_state(path)
+    trainer = read_torch(path / TRAINER_FILE)
+    if not isinstance(trainer, dict) or not {"trainer", "rng", "agent_rng", "counters"} <= set(trainer):
+        raise integrity.damaged(path / TRAINER_FILE, "does not hold a trainer state")
+    weights_file = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
+    if weights_file is None:
+        raise integrity.damaged(path, f"holds no weights ({' or '.join(WEIGHT_FILES)})")
+    value_head = read_weights(path / VALUE_HEAD_FILE) if (path / VALUE_HEAD_FILE).is_file() else None
+    return CheckpointContents(path, state, trainer, weights_file.name, read_weights(weights_file), value_head,
+                              _read_engine(path))
+
+
+def _read_engine(path: Path) -> dict[str, Any] | None:
+    if not (path / ENGINE_FILE).is_file():
         return None
     # checkpoints written before the package's reorganisation pickle their untrained episodes as
     # llamagym.episode.Episode: that module is now llamagym.agent.episode
     sys.modules.setdefault("llamagym.episode", episode_module)
-    return torch.load(file, map_location="cpu", weights_only=False)
+    return read_torch(path / ENGINE_FILE)
+
+
+def restore_checkpoint(contents: CheckpointContents, agent: Agent) -> dict[str, Any]:
+    """Restore weights, optimiser, KL controller, RNG states and counters; return the run state. The learning
+    rate and weight decay stay as the agent was configured, so a resumed run may change them."""
+    _apply_weights(agent.model, contents.weights_name, contents.weights, contents.value_head)
+    trainer_state = contents.trainer
+    agent.trainer.restore(trainer_state["trainer"])
+    set_rng_state(trainer_state["rng"])
+    agent.load_state_dict({"rng": trainer_state["agent_rng"], "counters": trainer_state["counters"]})
+    return contents.state
+
+
+def load_checkpoint(path: Path, agent: Agent) -> dict[str, Any]:
+    """`restore_checkpoint(read_checkpoint(path), agent)`: verify, then restore; returns the run state."""
+    return restore_checkpoint(read_checkpoint(path), agent)
+
+
+def load_engine_state(path: Path) -> dict[str, Any] | None:
+    """The engine's own state saved with a checkpoint (other seats' policies, the self-play pool), if any."""
+    return _read_engine(Path(path))
+
+
+def newest_intact_checkpoint(run_dir: Path) -> tuple[CheckpointContents | None, list[DamagedFileError]]:
+    """The newest checkpoint of a run that reads back as written, and what was wrong with each newer one. Raises
+    DamagedFileError naming every checkpoint's damage when there are checkpoints and none is intact."""
+    root = Path(run_dir) / CHECKPOINTS
+    candidates = sorted((p for p in root.glob("update-*") if p.is_dir()), reverse=True) if root.is_dir() else []
+    problems: list[DamagedFileError] = []
+    for path in candidates:
+        try:
+            return read_checkpoint(path), problems
+        except DamagedFileError as exc:
+            problems.append(exc)
+    if problems:
+        raise DamagedFileError(f"cannot resume {str(run_dir)!r}: no checkpoint is intact ("
+                               + "; ".join(map(str, problems)) + "); restore one from a copy, or start a new run "
+                               f"from its adapter with `llamagym run --init-adapter {run_dir} -o NEW_DIR`", run_dir)
+    return None, problems
+
+
+def set_aside(problems: list[DamagedFileError]) -> None:
+    """Rename damaged checkpoints to `damaged-update-...`, so the resumed run writes fresh ones in their place."""
+    for problem in problems:
+        path = Path(str(problem.path))
+        checkpoint = path if path.name.startswith("update-") else path.parent
+        if checkpoint.name.startswith("update-") and checkpoint.is_dir():
+            target = checkpoint.with_name(DAMAGED_PREFIX + checkpoint.name)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(checkpoint, target)
 
 
 def load_weights(model: AutoModelForCausalLMWithValueHead, directory: Path) -> None:
     """Load saved adapter (or full-model) weights and the value head into an existing model in place."""
     directory = Path(directory)
-    adapter = directory / ADAPTER_WEIGHTS
-    if model.is_peft_model and adapter.is_file():
+    weights_file = next((directory / name for name in WEIGHT_FILES if (directory / name).is_file()), None)
+    value_head = directory / VALUE_HEAD_FILE
+    _apply_weights(model, weights_file.name if weights_file else "", read_weights(weights_file) if weights_file
+                   else {}, read_weights(value_head) if value_head.is_file() else None)
+
+
+def _apply_weights(model: AutoModelForCausalLMWithValueHead, name: str, weights: dict[str, Any],
+                   value_head: dict[str, Any] | None) -> None:
+    if name == ADAPTER_WEIGHTS and model.is_peft_model:
         from peft import set_peft_model_state_dict  # peft: seconds to import; only a LoRA model needs it
 
-        set_peft_model_state_dict(model.pretrained_model, load_file(str(adapter)))
-    elif (directory / MODEL_WEIGHTS).is_file():
-        model.base_model.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=False)
-    model.load_value_head(directory)
+        set_peft_model_state_dict(model.pretrained_model, weights)
+    elif name == MODEL_WEIGHTS:
+        model.base_model.load_state_dict(weights, strict=False)
+    if value_head is not None:
+        model.v_head.load_state_dict(value_head)
 
 
 def _fsync_tree(directory: Path) -> None:

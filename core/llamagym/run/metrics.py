@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-
+from llamagym.errors import DamagedFileError
+from llamagym.run.integrity import check_row
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -39,16 +40,22 @@ class JsonlWriter:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Every complete row of a JSON-lines file (a half-written last line is ignored)."""
-    rows: list[dict[str, Any]] = []
+    """Every complete row of a JSON-lines file (a half-written last line is ignored); a line before it that is no
+    JSON object is a DamagedFileError naming the file and line."""
     path = Path(path)
     if not path.exists():
-        return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        return []
+    lines = path.read_bytes().split(b"\n")
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if number == len(lines) and not line.strip():
             break
+        try:
+            rows.append(check_row(path, number, line))
+        except DamagedFileError:
+            if number == len(lines):  # the last line, cut short by a kill
+                break
+            raise
     return rows
 
 
@@ -57,8 +64,12 @@ def truncate_jsonl(path: str | Path, rows: int) -> None:
     path = Path(path)
     if not path.exists():
         return
-    kept = path.read_text(encoding="utf-8").splitlines(keepends=True)[:rows]
-    kept = [line if line.endswith("\n") else line + "\n" for line in kept]
+    lines = path.read_bytes().split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(b"".join(line + b"\n" for line in lines[:rows]))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written copy behind

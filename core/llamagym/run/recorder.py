@@ -24,6 +24,8 @@ from llamagym.run.loggers import open_loggers
 from llamagym.run.loop import ProcessGroup
 from llamagym.run.metrics import JsonlWriter, read_jsonl, truncate_jsonl
 from llamagym.run.rundir import EPISODES_FILE, METRICS_FILE
+from llamagym.run.memory import release_freed_memory
+from llamagym.run.threads import ThreadBalancer
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class RunRecorder:
         self.engine_state = engine_state  # a game engine's other policies and pool, saved with each checkpoint
         self.pending: list[dict[str, Any]] = []  # episode rows not yet counted (several processes: until a sync)
         self.running = RunningStats()
+        self.threads = ThreadBalancer()
         self.metrics: Any = None
         self.episodes: JsonlWriter | None = None
         if self.main:
@@ -174,6 +177,7 @@ class RunRecorder:
         def progress(phase: str) -> None:
             self.show(f"updating ({phase})")
 
+        self.threads.rebalance()  # the cores other processes left free since the last update
         started = self._bar_clock()
         self.show("updating")
         trainer.on_progress = progress
@@ -181,6 +185,7 @@ class RunRecorder:
             yield
         finally:
             trainer.on_progress = previous
+            release_freed_memory()  # the update's activations, so that resident memory does not creep up
             if not self.bar.disable:  # the next episodes' rate is measured from where they began to play
                 self.bar.last_print_t += max(0.0, self._bar_clock() - started)
             self.show()

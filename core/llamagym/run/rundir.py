@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ LATEST = "latest"  # checkpoints/latest: the newest checkpoint's name
 STATE_FILE = "state.json"  # in a checkpoint: the run's counters (written last: its presence marks it complete)
 TRAINER_FILE = "trainer.pt"  # in a checkpoint: optimiser, KL controller, RNG states
 ENGINE_FILE = "engine.pt"  # games only: the policies besides the main one, the snapshot pool, opponents' RNGs
+CHECKSUMS_FILE = "checksums.json"  # in a checkpoint or adapter: the SHA-256 of each of its files
+DAMAGED_PREFIX = "damaged-"  # checkpoints/damaged-update-...: a damaged checkpoint a resume set aside
 STAGING_PREFIX = ".staging-"  # a checkpoint being written
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # LoRA adapter weights (peft's name)
 MODEL_WEIGHTS = "model.safetensors"  # full fine-tuning: the whole model's weights
@@ -50,18 +53,38 @@ def check_output(output: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if not (output / CONFIG_FILE).is_file():
             raise UsageError(f"cannot resume: {str(output)!r} holds no llamagym run ({CONFIG_FILE} missing)")
-        if (output / ADAPTER_DIR).is_dir() and latest_checkpoint(output) is None:
+        if (output / ADAPTER_DIR).is_dir() and not any((output / CHECKPOINTS).glob("update-*")):
             # a `llamagym sft` output (or a run whose checkpoints were deleted): resuming would start from fresh
             # weights and replace the adapter it holds
             raise UsageError(f"cannot resume: {str(output)!r} holds an adapter but no checkpoint to continue from (a "
                              f"`llamagym sft` output?); start a run from it with `llamagym run --init-adapter "
                              f"{output} -o NEW_DIR`")
+        check_writable(output, directory=True)
         return
     if output.exists() and not output.is_dir():
         raise UsageError(f"output {str(output)!r} is a file; pass a directory with -o/--output")
     if output.exists() and any(p.name != LOCK_FILE for p in output.iterdir()) and not overwrite:
         raise UsageError(f"output directory {str(output)!r} already holds files; pass --resume to continue "
                          f"that run or --overwrite to replace it")
+    check_writable(output, directory=True)
+
+
+def check_writable(path: Path, directory: bool = False) -> None:
+    """Refuse, before any work, an output that cannot be written: the nearest folder above it (the directory itself,
+    if it exists) must take a new file. Creates nothing that stays."""
+    path = Path(path).absolute()
+    place = path if directory else path.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise UsageError(f"cannot write {str(path)!r}: {str(place)!r} is a file, not a folder; pass an output in a "
+                         f"folder")
+    try:
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {str(path)!r}: no file can be created in {str(place)!r} "
+                         f"({exc.strerror or exc}); pass an output in a writable folder") from None
 
 
 def default_output(agent: str, env: str) -> Path:

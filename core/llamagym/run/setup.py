@@ -18,7 +18,9 @@ from llamagym.rollout.games.opponents import check_opponent
 from llamagym.run.loggers import flatten
 from llamagym.plugins.registry import AgentSpec, EnvSpec, get_registry
 
-from llamagym.run.rundir import CONFIG_FILE, find_adapter
+from llamagym.run.integrity import check_adapter
+from llamagym.run.threads import configure_threads
+from llamagym.run.rundir import CHECKPOINTS, CONFIG_FILE, find_adapter
 
 if TYPE_CHECKING:
     from llamagym.agent.agent import Agent
@@ -75,7 +77,10 @@ def build_agent(config: RunConfig, adapter: str | None = None) -> Agent:
     spec = get_registry().agent(config.agent)
     agent_class = spec.load()
     adapter = adapter or init_adapter_dir(config)
+    if adapter is not None:
+        check_adapter(Path(adapter))  # a damaged adapter is named before the (slow) model load
     seed_everything(config.seed)
+    configure_threads()
     model, tokenizer = load_model(config.model, config.lora, adapter=adapter)
     return agent_class(model, tokenizer, config.device, generate_config_dict=to_dict(config.generation),
                        ppo_config_dict=to_dict(config.ppo), precision=config.precision, seed=config.seed)
@@ -148,16 +153,30 @@ def config_changes(saved: RunConfig, config: RunConfig) -> dict[str, list[Any]]:
 
 
 def config_from_run(run_dir: Path) -> RunConfig | None:
-    """The config a run directory was trained with (None if it is not a run directory)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        path = Path(run_dir).parent / CONFIG_FILE  # a checkpoint or adapter directory inside a run
-        if not path.is_file():
-            return None
+    """The config a run directory was trained with (None if it is not a run directory); for a directory inside a
+    run (its adapter/, a checkpoint), the run's. A config.json that is not a run config is an error naming it."""
+    run_dir = Path(run_dir)
+    places = [run_dir, run_dir.parent] + ([run_dir.parent.parent] if run_dir.parent.name == CHECKPOINTS else [])
+    for place in places:
+        if (place / CONFIG_FILE).is_file():
+            return _read_config(place / CONFIG_FILE)
+    return None
+
+
+def _read_config(path: Path) -> RunConfig:
+    what = "is not a llamagym run config"
     try:
-        return build(RunConfig, json.loads(path.read_text())["config"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{str(path)!r} is not a llamagym run config: {exc}") from None
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{str(path)!r} {what} (not JSON: {str(exc).splitlines()[0]}); restore it, or pass "
+                          f"--agent and --env") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ConfigError(f"{str(path)!r} {what}: it must be a JSON object whose \"config\" is an object of "
+                          f"settings, got {type(record).__name__ if not isinstance(record, dict) else 'no such key'}")
+    try:
+        return build(RunConfig, record["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"{str(path)!r} {what}: {exc}") from None
 
 
 __all__ = ["resolve_config", "resume_config", "build_agent", "make_engine", "config_from_run"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,20 +15,24 @@ from llamagym.agent.agent import Agent
 from llamagym.algo.advantages import check_data_parallel
 from llamagym.config import RunConfig, build, to_dict
 from llamagym.distributed.environment import check_launch_settings, launched_world_size
-from llamagym.errors import TrainingError, UsageError
+from llamagym.errors import DamagedFileError, LlamaGymError, TrainingError, UsageError
 from llamagym.plugins.registry import get_registry
 from llamagym.rollout.engine import Engine
-from llamagym.run.checkpoint import (atomic_write_text, load_checkpoint, load_engine_state, remove_staging,
-                                     save_model_dir)
+from llamagym.run.checkpoint import (atomic_write_text, newest_intact_checkpoint, remove_staging,
+                                     restore_checkpoint, save_model_dir, set_aside)
+from llamagym.run.integrity import valid_rows
 from llamagym.run.interrupts import StopRequest, stop_requests
 from llamagym.run.loggers import tracker_names
+from llamagym.run.scoring import score_policy
 from llamagym.run.loop import OneProcess, ProcessGroup, train_loop
 from llamagym.run.metrics import truncate_jsonl
 from llamagym.run.recorder import RunRecorder, fresh_state
-from llamagym.run.rundir import (ADAPTER_DIR, CONFIG_FILE, EPISODES_FILE, METRICS_FILE, SUMMARY_FILE, check_output,
-                                 claimed, default_output, latest_checkpoint)
+from llamagym.run.rundir import (ADAPTER_DIR, CONFIG_FILE, DAMAGED_PREFIX, EPISODES_FILE, METRICS_FILE, SUMMARY_FILE,
+                                 check_output, claimed, default_output)
 from llamagym.run.setup import (build_agent, check_resumable, config_changes, config_from_run, make_engine,
                                 planned_updates)
+
+logger = logging.getLogger(__name__)
 
 
 def train(config: RunConfig, output: Path | None = None, *, resume: bool = False, overwrite: bool = False,
@@ -81,16 +86,20 @@ def _process_config(config: RunConfig, group: ProcessGroup) -> RunConfig:
 
 
 def on_main(group: ProcessGroup, action: Callable[[], object]) -> None:
-    """Run `action` on process 0 only; a usage error it raises is raised on every process."""
+    """Run `action` on process 0 only; an error of llamagym's it raises is raised on every process (a usage error
+    as one, any other as a LlamaGymError)."""
+    if group.size == 1:
+        action()
+        return
     message = None
     if group.rank == 0:
         try:
             action()
-        except UsageError as exc:
-            message = str(exc)
+        except LlamaGymError as exc:
+            message = (isinstance(exc, UsageError), str(exc))
     message = group.broadcast(message)
     if message is not None:
-        raise UsageError(message)
+        raise (UsageError if message[0] else LlamaGymError)(message[1])
 
 
 class _claimed:
@@ -122,14 +131,18 @@ def _train_in(output: Path, agent: Agent, engine: Engine, config: RunConfig, res
         if group.rank == 0:
             remove_staging(output)
         group.barrier()
-        checkpoint = latest_checkpoint(output)
-        if checkpoint is not None:
-            engine_state = load_engine_state(checkpoint)
-            if engine_state is not None:
-                engine.load_state_dict(engine_state)  # first: refilling the pool draws from the RNGs restored next
-            state.update({k: v for k, v in load_checkpoint(checkpoint, agent).items()
+        contents, damaged = newest_intact_checkpoint(output)
+        if contents is not None:
+            if contents.engine is not None:
+                engine.load_state_dict(contents.engine)  # first: refilling the pool draws from the RNGs restored next
+            state.update({k: v for k, v in restore_checkpoint(contents, agent).items()
                           if k not in ("config", "processes")})
+        checkpoint = contents.path if contents else None
+        on_main(group, lambda: _check_rows(output, state, checkpoint, damaged))  # after every process read it
     group.prepare(agent, config.seed + state["updates"])  # N processes: replicas of process 0's weights
+    scoring = config.score_policy and group.size == 1  # N processes: the others would wait at the first barrier
+    if scoring and not resume:  # before the clock starts: not training time
+        state["policy_score_before"] = score_policy(agent, config.env)
     if group.rank == 0:
         _write_config(output, config, state, resume)
         truncate_jsonl(output / METRICS_FILE, state["metrics_rows"])
@@ -153,11 +166,28 @@ def _train_in(output: Path, agent: Agent, engine: Engine, config: RunConfig, res
         checkpoint = recorder.checkpoint()  # a signal from here on is already being answered
         if group.rank == 0:
             save_model_dir(agent, output / ADAPTER_DIR)
-    return group.broadcast(_summary(output, recorder, stop, checkpoint, group) if group.rank == 0 else None)
+    if group.rank != 0:
+        return group.broadcast(None)
+    after = score_policy(agent, config.env) if scoring and not stop.name else None
+    return group.broadcast(_summary(output, recorder, stop, checkpoint, group, after))
+
+
+def _check_rows(output: Path, state: dict[str, Any], checkpoint: Path | None,
+                damaged: list[DamagedFileError]) -> None:
+    """The run's rows that the resumed checkpoint counts are all there and readable (the rest are truncated next);
+    checkpoints newer than it that are damaged are named in one line and set aside."""
+    if checkpoint is None:
+        return
+    valid_rows(output / METRICS_FILE, state["metrics_rows"], checkpoint)
+    valid_rows(output / EPISODES_FILE, state["episode_rows"], checkpoint)
+    if damaged:
+        logger.warning("%s; resuming from the older checkpoint %s (the damaged one is set aside as %s%s)",
+                       "; ".join(map(str, damaged)), checkpoint.name, DAMAGED_PREFIX, "update-...")
+        set_aside(damaged)
 
 
 def _summary(output: Path, recorder: RunRecorder, stop: StopRequest, checkpoint: Path | None,
-             group: ProcessGroup) -> dict[str, Any]:
+             group: ProcessGroup, score_after: dict[str, Any] | None = None) -> dict[str, Any]:
     committed = recorder.committed
     summary = {"output": str(output), "episodes": committed["episodes"], "updates": committed["updates"],
                "dropped_episodes": committed["dropped_episodes"], "interrupted": stop.name or None,
@@ -166,6 +196,8 @@ def _summary(output: Path, recorder: RunRecorder, stop: StopRequest, checkpoint:
                "adapter": str(output / ADAPTER_DIR)}
     if group.size > 1:
         summary["processes"] = group.size
+    if score_after is not None:
+        summary["policy_score"] = {"before": committed.get("policy_score_before"), "after": score_after}
     atomic_write_text(output / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
 

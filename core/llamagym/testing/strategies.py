@@ -15,7 +15,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-SEPARATORS = ["", " ", "  ", "\n", ".", ",", "!", "?", ":", "'", '"', "*", "-", "_", "\t"]
+SEPARATORS = ["", " ", "  ", "\n", ".", ",", "!", "?", ":", "'", '"', "*", "-", "_", "\t", "[", "]", "(", ")"]
 
 
 def space_values(space: Any) -> st.SearchStrategy:

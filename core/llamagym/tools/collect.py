@@ -5,6 +5,7 @@ sampling), or a scripted expert's (a plugin's `llamagym_expert_action`), recorde
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,30 +184,63 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
+def save_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """`write_jsonl`, and if `path` cannot be written after all (the disk filled up, the folder went away), the
+    records are written to a file in the temporary directory instead, and the error says where they are."""
+    try:
+        write_jsonl(path, records)
+    except OSError as exc:
+        import tempfile
+
+        handle, kept = tempfile.mkstemp(prefix="llamagym-collect-", suffix=".jsonl")
+        os.close(handle)
+        write_jsonl(Path(kept), records)
+        raise UsageError(f"cannot write {str(path)!r} ({exc.strerror or exc}); the {len(records)} collected "
+                         f"conversations are kept in {kept}: move that file where you want it") from None
+
+
 def read_conversations(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """The records of collected JSON-lines files; a line that is no conversation is an error naming it."""
+    """The records of collected JSON-lines files; a file with none, or a line that is no conversation, is an error
+    naming the file and line."""
     records = []
     for path in map(Path, paths):
         if not path.is_file():
             raise UsageError(f"conversation file {str(path)!r} does not exist; write one with `llamagym collect`")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{number} is not JSON ({exc.msg}); pass files written by "
-                                 f"`llamagym collect`") from None
-            if not isinstance(record, dict) or not _is_conversation(record.get("messages")):
-                raise UsageError(f"{path}:{number} has no conversation: each line needs \"messages\", a list of "
-                                 f"{{\"role\", \"content\"}} objects, as `llamagym collect` writes them")
-            records.append(record)
+        found = [_conversation(path, number, line)
+                 for number, line in enumerate(path.read_bytes().split(b"\n"), start=1) if line.strip()]
+        if not found:
+            raise UsageError(f"conversation file {str(path)!r} holds no conversations (it is empty); write one "
+                             f"with `llamagym collect`")
+        records += found
     return records
+
+
+def _conversation(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    where = f"{path}:{number}"
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{where} is not UTF-8 text (a binary file?); pass files written by `llamagym collect`"
+                         ) from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not JSON ({exc.msg}); pass files written by `llamagym collect`") from None
+    if not isinstance(record, dict) or not _is_conversation(record.get("messages")):
+        raise UsageError(f"{where} has no conversation: each line needs \"messages\", a list of "
+                         f"{{\"role\", \"content\"}} objects, as `llamagym collect` writes them")
+    value = record.get("return", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise UsageError(f"{where} has a return of {value!r}; it must be a number (the episode's return)")
+    first = next((m["role"] for m in record["messages"] if m["role"] != "system"), None)
+    if first != "user":
+        raise UsageError(f"{where} has a conversation whose first message after the system prompt is "
+                         f"{'an ' + first + ' message' if first else 'missing'}; it must be the user's observation, "
+                         f"as `llamagym collect` writes it")
+    return record
 
 
 def _is_conversation(messages: Any) -> bool:
     return isinstance(messages, list) and bool(messages) and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
         for m in messages)
 
 

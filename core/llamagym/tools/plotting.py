@@ -8,9 +8,7 @@ from typing import Any
 
 from llamagym.errors import UsageError
 from llamagym.run.metrics import read_jsonl
-from llamagym.run.rundir import METRICS_FILE
-from llamagym.run.rundir import CONFIG_FILE
-from llamagym.run.rundir import PLOT_FILE
+from llamagym.run.rundir import CONFIG_FILE, METRICS_FILE, PLOT_FILE, check_writable
 
 # (metrics key, panel title, fixed y range or None)
 PANELS = (("env/return_mean", "return (mean per update batch)", None),
@@ -46,13 +44,15 @@ def run_title(run_dir: Path) -> str:
     try:
         config = json.loads((run_dir / CONFIG_FILE).read_text())["config"]
         return f"{config.get('agent')} on {config.get('env')}  ({run_dir.name})"
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a damaged config.json: no title then
         return run_dir.name
 
 
 def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
     """Draw the run's metrics into a PNG (default `RUN_DIR/training.png`) and return its path."""
     run_dir = Path(run_dir)
+    output = Path(output) if output else run_dir / PLOT_FILE
+    check_writable(output)  # before reading and drawing
     rows = read_jsonl(run_dir / METRICS_FILE)
     if not rows:
         raise UsageError(f"{str(run_dir)!r} has no PPO updates in {METRICS_FILE} yet: pass a llamagym run "
@@ -79,7 +79,6 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
         if limits:
             ax.set_ylim(*limits)
         ax.legend(loc="best", fontsize="small")
-    output = Path(output) if output else run_dir / PLOT_FILE
     output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=100)
     return output

@@ -27,3 +27,15 @@ def llamagym_expert_action(agent, observation):
     from .strategy import basic_strategy
 
     return basic_strategy(observation) if isinstance(agent, BlackjackAgent) else None
+
+
+@hookimpl
+def llamagym_score_policy(agent, env_id):
+    """The exact expected return of the blackjack agent's greedy policy on Blackjack-v1 (prompt = current hand)."""
+    from .agent import BlackjackAgent
+
+    if env_id != "Blackjack-v1" or not isinstance(agent, BlackjackAgent) or agent.generation.max_history_turns != 1:
+        return None
+    from .scoring import score
+
+    return score(agent)
