@@ -33,7 +33,7 @@ class _Scripted:
     """Stands in for a blackjack agent: answers a table, and must be left as it was."""
 
     def __init__(self, policy):
-        self.policy, self.generation = policy, type("G", (), {"do_sample": True})()
+        self.policy, self.generation = policy, type("G", (), {"do_sample": True, "constrained": False})()
         self.conversations, self.state = {}, {"rng": 1, "counters": {"turns": 0}}
 
     def state_dict(self):
@@ -71,6 +71,8 @@ def test_describe_says_before_after_and_the_gain():
     assert lines[0] == ("exact return of the greedy policy: -0.1900 before training, -0.0600 after (+0.1300)")
     assert lines[1] == "references: basic strategy -0.0466"
     assert describe(None, None) == [] and describe(None, after)[0].endswith("-0.0600")
+    sampled = describe({**before, "sampled_return": -0.24}, {**after, "sampled_return": -0.18})
+    assert sampled[1] == "exact return of the sampling policy: -0.2400 before training, -0.1800 after (+0.0600)"
 
 
 def test_run_prints_the_score_before_and_after_and_a_resume_keeps_before(tiny_model_dir, tmp_path):

@@ -39,11 +39,13 @@ OpponentPolicy = Callable[["SeatObservation", random.Random], Any]
 @dataclass
 class PolicyScore:
     """What `llamagym_score_policy` answers: the exact expected return of an agent's greedy policy, the values of
-    reference policies to read it against (``{"basic strategy": -0.0466, ...}``), and a line of detail."""
+    reference policies to read it against (``{"basic strategy": -0.0466, ...}``), a line of detail, and the exact
+    return of the sampling policy (which moves with every update, before the greedy answers flip)."""
 
     expected_return: float
     references: dict[str, float] = field(default_factory=dict)
     detail: str = ""
+    sampled_return: float | None = None  # the same for the sampling policy, where the plugin can tell
 
 
 class AgentRegister(Protocol):

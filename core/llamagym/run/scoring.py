@@ -29,6 +29,13 @@ def describe(before: dict[str, Any] | None, after: dict[str, Any] | None) -> lis
                      f"{after['expected_return']:+.4f} after ({gain:+.4f})")
     else:
         lines.append(f"exact return of the greedy policy: {after['expected_return']:+.4f}")
+    if after.get("sampled_return") is not None:
+        if before is not None and before.get("sampled_return") is not None:
+            gain = after["sampled_return"] - before["sampled_return"]
+            lines.append(f"exact return of the sampling policy: {before['sampled_return']:+.4f} before training, "
+                         f"{after['sampled_return']:+.4f} after ({gain:+.4f})")
+        else:
+            lines.append(f"exact return of the sampling policy: {after['sampled_return']:+.4f}")
     if after["references"]:
         lines.append("references: " + ", ".join(f"{name} {value:+.4f}" for name, value in after["references"].items()))
     if after["detail"]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from llamagym.plugins.hookspecs import PolicyScore
 
-from .strategy import REFERENCE_POLICIES, all_observations, basic_strategy, policy_return
+from .strategy import HIT, REFERENCE_POLICIES, STICK, all_observations, basic_strategy, policy_return
 
 Observation = tuple[int, int, int]
 
@@ -41,8 +41,35 @@ def reference_returns() -> dict[str, float]:
             for name, make in REFERENCE_POLICIES.items()}
 
 
+def hit_probabilities(agent: Any, batch: int = 32) -> dict[Observation, float] | None:
+    """P(hit | observation) of the sampling policy when it samples between the two one-token answers (constrained
+    answers at the configured temperature); None otherwise (free text, or answers of several tokens)."""
+    import torch
+
+    from llamagym.policy.generation import left_pad, samples_training_distribution
+
+    if not (agent.generation.constrained and samples_training_distribution(agent.generation)):
+        return None
+    answers = [agent.tokenizer(agent.format_action(a), add_special_tokens=False)["input_ids"] for a in (STICK, HIT)]
+    if not all(len(ids) == 1 for ids in answers):
+        return None
+    system, states, out = agent.get_system_prompt(), all_observations(), {}
+    for start in range(0, len(states), batch):
+        chunk = states[start:start + batch]
+        queries = [agent.prompt_ids([{"role": "system", "content": system},
+                                     {"role": "user", "content": agent.format_observation(state)}]) for state in chunk]
+        ids, mask = left_pad(queries, agent.tokenizer.pad_token_id, agent.device)
+        with torch.no_grad(), agent.policy.autocast():
+            logits = agent.model.next_token_logits(agent.model.hidden_states(ids, mask))
+        two = logits[:, [answers[0][0], answers[1][0]]] / agent.generation.temperature
+        out.update(zip(chunk, two.softmax(-1)[:, 1].tolist()))
+    return out
+
+
 def score(agent: Any) -> PolicyScore:
     table = greedy_table(agent)
     agrees = sum(table[o] == basic_strategy(o) for o in table) / len(table)
+    sampling = hit_probabilities(agent)
     return PolicyScore(policy_return(table.__getitem__), reference_returns(),
-                       f"agrees with basic strategy in {agrees:.0%} of the {len(table)} observations")
+                       f"agrees with basic strategy in {agrees:.0%} of the {len(table)} observations",
+                       None if sampling is None else policy_return(sampling.__getitem__))
