@@ -39,7 +39,8 @@ from llamagym.tools.evaluation import summarize
 from llamagym.rollout.gym import RolloutEngine, episode_seed
 from llamagym.run.setup import build_agent, config_from_run, resolve_config
 from llamagym.run.training import train
-from llamagym_blackjack.strategy import REFERENCE_POLICIES, all_observations, basic_strategy, policy_return
+from llamagym_blackjack.scoring import greedy_table  # the plugin's own, as `llamagym run` scores it
+from llamagym_blackjack.strategy import REFERENCE_POLICIES, basic_strategy, policy_return
 
 ARMS = ("ppo", "grpo", "reinforce", "sft", "sft-ppo")
 TARGET_PPO = -0.08  # the issue's target for PPO alone: the stick-on-17 policy's level
@@ -59,21 +60,6 @@ def play_reference(policy, episodes: int, seed: int) -> list[float]:
             done = terminated or truncated
         returns.append(total)
     return returns
-
-
-def greedy_table(agent, batch: int = 32) -> dict[tuple[int, int, int], float]:
-    """The agent's greedy answer in every observation as a probability of hitting (0.5: an invalid answer, which
-    the fallback replaces by a coin flip)."""
-    agent.generation.do_sample = False
-    observations, table = all_observations(), {}
-    for start in range(0, len(observations), batch):
-        chunk = dict(enumerate(observations[start:start + batch]))
-        actions = agent.act_batch(chunk)
-        for slot, observation in chunk.items():
-            valid = agent.current_episode(slot).turns[-1].valid
-            table[observation] = float(actions[slot]) if valid else 0.5
-            agent.end_episode(slot)
-    return table
 
 
 def play_agent(config: RunConfig, adapter: str | None, episodes: int, greedy: bool) -> tuple[list[float], dict]:
