@@ -32,14 +32,13 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from blackjack_policy_map import exact_hit_probabilities
-from common import RESULTS, machine, peak_rss_gib, print_table, timer, write_json
+from common import RESULTS, machine, parse_overrides, peak_rss_gib, print_table, timer, write_json
 from llamagym.config import RunConfig, build, merge, to_dict
 from llamagym.tools.evaluation import summarize
 from llamagym.rollout.gym import RolloutEngine, episode_seed
 from llamagym.run.setup import build_agent, config_from_run, resolve_config
 from llamagym.run.training import train
-from llamagym_blackjack.scoring import greedy_table  # the plugin's own, as `llamagym run` scores it
+from llamagym_blackjack.scoring import greedy_table, hit_probabilities  # the plugin's own, as `llamagym run` scores
 from llamagym_blackjack.strategy import REFERENCE_POLICIES, basic_strategy, policy_return
 
 ARMS = ("ppo", "grpo", "reinforce", "sft", "sft-ppo")
@@ -78,9 +77,9 @@ def play_agent(config: RunConfig, adapter: str | None, episodes: int, greedy: bo
         info["exact_return"] = policy_return(table.__getitem__)
         info["agrees_with_basic"] = sum(table[o] == basic_strategy(o) for o in table) / len(table)
     if config.generation.max_history_turns == 1:
-        hit_probabilities = exact_hit_probabilities(agent)  # None with free-text answers
-        if hit_probabilities is not None:
-            info["exact_sampled_return"] = policy_return(hit_probabilities.__getitem__)
+        sampling = hit_probabilities(agent)  # None with free-text answers
+        if sampling is not None:
+            info["exact_sampled_return"] = policy_return(sampling.__getitem__)
     return [r.env_return for r in results], info
 
 
@@ -90,22 +89,6 @@ def paired_difference(a: list[float], b: list[float]) -> tuple[float, float]:
     mean = sum(diffs) / len(diffs)
     var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
     return mean, math.sqrt(var / len(diffs))
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``section.key=value`` strings into a nested config dict (values parsed as TOML scalars)."""
-    import tomllib
-
-    out: dict = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        parsed = tomllib.loads(f"v = {value}")["v"] if value else ""
-        target = out
-        *sections, name = key.split(".")
-        for section in sections:
-            target = target.setdefault(section, {})
-        target[name] = parsed
-    return out
 
 
 def warm_start(config: RunConfig, args: argparse.Namespace, root: Path) -> dict:

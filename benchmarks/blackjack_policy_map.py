@@ -18,6 +18,7 @@ import gymnasium as gym
 from common import machine, print_table, timer, write_json
 from llamagym.config import to_dict
 from llamagym.run.setup import build_agent, config_from_run, resolve_config
+from llamagym_blackjack.scoring import hit_probabilities  # the plugin's own, as `llamagym run` scores it
 from llamagym_blackjack.strategy import HIT, all_observations, basic_strategy, policy_return, stick_on_17
 
 
@@ -31,32 +32,6 @@ def ask(agent, greedy: bool) -> dict[tuple, tuple[int, bool]]:
         episode = agent.end_episode(slot)
         answers[state] = (actions[slot], episode.turns[-1].valid)
     return answers
-
-
-def exact_hit_probabilities(agent) -> dict[tuple, float] | None:
-    """P(hit | observation) of the sampling policy, read off the model instead of sampled (constrained answers
-    only: the two answers' probabilities are all there is). None when the agent samples free text."""
-    import torch
-    from llamagym.algo.trainer import Sample, make_batch
-
-    states = all_observations()
-    system = agent.get_system_prompt()
-    hit = agent.tokenizer(agent.format_action(HIT), add_special_tokens=False)["input_ids"]
-    probabilities = {}
-    for start in range(0, len(states), 32):
-        chunk, samples = states[start:start + 32], []
-        for state in chunk:
-            trie = agent._choice_trie(state)
-            if trie is None:
-                return None
-            query = agent.prompt_ids([{"role": "system", "content": system},
-                                      {"role": "user", "content": agent.format_observation(state)}])
-            samples.append(Sample(query, hit, 0.0, 0, trie.allowed_per_position(hit)))
-        with torch.no_grad():
-            logprobs, _, _ = agent.trainer._forward(agent.model, make_batch(samples, agent.tokenizer.pad_token_id,
-                                                                            agent.device))
-        probabilities.update(zip(chunk, logprobs.sum(-1).exp().tolist()))
-    return probabilities
 
 
 def hit_rates(agent, samples: int) -> tuple[dict[tuple, float], float]:
@@ -96,7 +71,7 @@ def main() -> None:
     with timer() as t:
         greedy = ask(agent, greedy=True)
         sampled, invalid_rate = hit_rates(agent, args.samples) if args.samples else ({}, 0.0)
-        exact = exact_hit_probabilities(agent)
+        exact = hit_probabilities(agent)  # None with free-text answers
 
     symbol = {True: "H", False: "s"}
     print(chart(lambda s: symbol[greedy[s][0] == HIT] if greedy[s][1] else "."))

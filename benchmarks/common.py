@@ -10,6 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -54,4 +59,18 @@ def write_json(name: str, payload: dict[str, Any], path: str | None = None) -> P
     out = Path(path) if path else RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))
+    return out
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``section.key=value`` strings into a nested config dict (values parsed as TOML scalars)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        parsed = tomllib.loads(f"v = {value}")["v"] if value else ""
+        target = out
+        *sections, name = key.split(".")
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = parsed
     return out

@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import RESULTS, parse_overrides
 from llamagym.tools.evaluation import wilson_interval
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,22 +56,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def overrides(pairs: list[str]) -> dict[str, Any]:
-    """`ppo.batch_size=32` style settings as a nested config dict (values read as TOML scalars)."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        section, _, name = key.rpartition(".")
-        value = tomllib.loads(f"v = {raw}")["v"]
-        (out.setdefault(section, {}) if section else out)[name] = value
-    return out
-
-
 def settings(args: argparse.Namespace, **extra: Any) -> Any:
     """The run config: the tictactoe preset, then the benchmark's flags and `--set` overrides."""
     from llamagym.config import merge
@@ -80,7 +63,7 @@ def settings(args: argparse.Namespace, **extra: Any) -> Any:
 
     flags = {"agent": "tictactoe", "env": "tictactoe_v3", "model": args.model, "num_envs": args.num_envs,
              "seed": args.seed, **extra}
-    return resolve_config(merge(flags, overrides(args.set)))
+    return resolve_config(merge(flags, parse_overrides(args.set)))
 
 
 def counting_agent_class() -> type:

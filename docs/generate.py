@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 MARKER = "<!-- llamagym:hyperparameters -->"
@@ -19,6 +20,8 @@ def accepted_values(field: dataclasses.Field) -> str:
         text = " / ".join(f"`{c}`" for c in meta["choices"])
     elif scalar is bool:
         text = "true / false"
+    elif typing.get_origin(scalar) is dict:
+        text = "a table of `KEY = VALUE` (any TOML value)"
     else:
         low, high = meta.get("min"), meta.get("max")
         text = {int: "integer", float: "number", str: "text"}[scalar]
@@ -34,9 +37,12 @@ def flag(field: dataclasses.Field) -> str:
     from llamagym.config import _base_type
 
     name = field.metadata.get("flag") or field.name.replace("_", "-")
-    if _base_type(field.type)[0] is bool:
+    scalar = _base_type(field.type)[0]
+    if scalar is bool:
         positive, _, negative = name.partition("/")
         return f"`--{positive}` / `{negative or '--no-' + positive}`"
+    if typing.get_origin(scalar) is dict:
+        return f"`--{name} KEY=VALUE` (repeatable)"
     return f"`--{name}`"
 
 

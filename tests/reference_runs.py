@@ -1,11 +1,17 @@
 """Seeded tiny-model runs whose outputs must not change when the code is reorganised: every non-timing field of
 `metrics.jsonl` and `episodes.jsonl`, and the trained adapter's weights (as a digest), for each case below.
 
-    python tests/reference_runs.py record    # write tests/data/reference_runs.json from the code as it is now
+    python tests/reference_runs.py record    # write this CPU's reference file from the code as it is now
     python tests/reference_runs.py check     # compare the code as it is now against that file
 
-`tests/test_reference_runs.py` runs the check for every case. The reference file was recorded at f202ad1, the
-commit before the one-loop redesign; re-record it only for a change that means to alter training.
+`tests/test_reference_runs.py` runs the check for every case. Bit-identical holds on one kind of CPU only: the
+vector instructions torch's kernels use (AVX2, AVX512) decide the order of floating-point sums, so the same code
+gives outputs that differ in the last bits from one kind to the other. There is one reference file per kind,
+`tests/data/reference_runs-<CAPABILITY>.json` (torch's `get_cpu_capability()`), each recorded from the code before
+a change, on that kind of CPU. The AVX512 file was recorded at f202ad1, the commit before the one-loop redesign,
+and re-recorded at 58421d0 (old log-probs from the sampler); the AVX2 file at ef82533. Re-record them only for a
+change that means to alter training, from the commit before it (`git archive` it, put its `core` and `plugins/*`
+first on PYTHONPATH and run its `tests/reference_runs.py record`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,20 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-REFERENCE = HERE / "data" / "reference_runs.json"
+
+
+def cpu_capability() -> str:
+    """The vector instruction set torch's CPU kernels use here (AVX512 for every AVX512 variant)."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return "AVX512" if capability.startswith("AVX512") else capability
+
+
+def reference_file(capability: str | None = None) -> Path:
+    return HERE / "data" / f"reference_runs-{capability or cpu_capability()}.json"
+
+
 FAULTS = HERE / "llamagym_with_faults.py"
 
 BLACKJACK = ["--agent", "blackjack", "--env", "Blackjack-v1", "--num-envs", "2", "--batch-size", "2",
@@ -132,12 +151,13 @@ def main(mode: str) -> int:
         scratch = Path(tmp)
         model_dir = tiny_model_dir(scratch)
         outputs = {name: run_case(name, model_dir, scratch) for name in CASES}
+    path = reference_file()
     if mode == "record":
-        REFERENCE.parent.mkdir(exist_ok=True)
-        REFERENCE.write_text(canonical(outputs) + "\n")
-        print(f"wrote {REFERENCE}")
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(canonical(outputs) + "\n")
+        print(f"wrote {path}")
         return 0
-    reference = json.loads(REFERENCE.read_text())
+    reference = json.loads(path.read_text())
     failed = [name for name in CASES if canonical(outputs[name]) != canonical(reference[name])]
     print("identical" if not failed else f"differ: {', '.join(failed)}")
     return 1 if failed else 0

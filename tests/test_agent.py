@@ -7,6 +7,7 @@ from llamagym.testing.engines import play_and_store
 import torch
 
 from llamagym import ActionParseError, Agent, ConfigError
+from llamagym.policy.generation import Response
 from llamagym.policy.policy import apply_chat_template
 
 
@@ -235,3 +236,106 @@ def test_missing_cuda_is_a_clear_error(tiny, bare_pm, monkeypatch):
     model, tokenizer = tiny
     with pytest.raises(ConfigError, match="no CUDA GPU; use cpu or auto"):
         ChoiceAgent(model, tokenizer, "cuda:0", plugin_manager=bare_pm)
+
+
+# ---- actions of the wrong kind for the env's action space ------------------------------------------------------
+
+class AnswersOne(Agent):
+    def get_system_prompt(self): return "Answer."
+    def format_observation(self, observation): return "go"
+    def extract_action(self, response): return self.answer
+
+
+@pytest.mark.parametrize("space, answer, fragment", [
+    (gym.spaces.Box(-1.0, 1.0, (2,)), 1, "holds continuous actions (float32 arrays of shape (2,))"),
+    (gym.spaces.Box(0.0, 1.0, (1,)), 0.5, "holds continuous actions (float32 arrays of shape (1,))"),
+    (gym.spaces.Box(0.0, 1.0, (1,)), __import__("numpy").array([2.0], dtype="float32"),
+     "is not in the env's action space Box(0.0, 1.0, (1,), float32); return one of its actions"),
+    (gym.spaces.Discrete(2), 7, "is not in the env's action space Discrete(2); return one of its actions"),
+])
+def test_an_action_the_space_cannot_hold_is_one_line_naming_the_space(tiny, bare_pm, space, answer, fragment):
+    from llamagym.errors import PluginError
+
+    model, tokenizer = tiny
+    agent = AnswersOne(model, tokenizer, "cpu", {"max_new_tokens": 2}, action_space=space, plugin_manager=bare_pm)
+    agent.answer = answer
+    with pytest.raises(PluginError) as raised:
+        agent.act(None)
+    assert fragment in str(raised.value) and "\n" not in str(raised.value)
+    assert ("not an agent for this env" in str(raised.value)) == ("continuous" in fragment)
+
+
+# ---- prompts longer than the model's context ---------------------------------------------------------------------
+
+def tiny_gpt2(tokenizer, positions=64):
+    """A tiny GPT-2: learnt positions, so a sequence past `positions` tokens fails inside the model."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=32, n_layer=2, n_head=4,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    model = GPT2LMHeadModel(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+class Echo(Agent):
+    def get_system_prompt(self): return "Say go."
+    def format_observation(self, observation): return observation
+    def extract_action(self, response): return 0
+
+
+def _echo(tiny, bare_pm, **generation):
+    tokenizer = tiny[1]
+    agent = Echo(tiny_gpt2(tokenizer), tokenizer, "cpu", generation, action_space=gym.spaces.Discrete(2),
+                 plugin_manager=bare_pm)
+    agent.policy.generator.generate = _never_generates
+    return agent
+
+
+def _never_generates(*args, **kwargs):
+    raise AssertionError("generation started")
+
+
+@pytest.mark.parametrize("observation, generation, fragments", [
+    ("hit " * 80, {"max_new_tokens": 4},
+     ["beyond the model's context of 64 tokens", "keep fewer turns in the prompt (generation.max_history_turns, "
+      "now 0: every turn), shorten the system prompt or the observation"]),
+    ("hit", {"max_new_tokens": 60},
+     ["and up to generation.max_new_tokens = 60 more are generated, beyond the model's context of 64 tokens",
+      "or lower generation.max_new_tokens (prompt + max_new_tokens <= 64)"]),
+    ("stick " * 30, {"max_new_tokens": 40, "max_history_turns": 2},
+     ["generation.max_history_turns, now 2", "lower generation.max_new_tokens"]),
+])
+def test_a_prompt_beyond_the_context_is_refused_before_generation(tiny, bare_pm, observation, generation, fragments):
+    agent = _echo(tiny, bare_pm, **generation)
+    tokens = len(apply_chat_template(agent.tokenizer, [{"role": "system", "content": "Say go."},
+                                                       {"role": "user", "content": observation}]))
+    with pytest.raises(ConfigError) as raised:
+        agent.act(observation)
+    message = str(raised.value)
+    assert message.startswith(f"the prompt is {tokens} tokens") and "\n" not in message
+    assert all(fragment in message for fragment in fragments), message
+
+
+def test_a_prompt_within_the_context_is_sampled(tiny, bare_pm):
+    tokenizer = tiny[1]
+    agent = Echo(tiny_gpt2(tokenizer), tokenizer, "cpu", {"max_new_tokens": 8}, action_space=gym.spaces.Discrete(2),
+                 plugin_manager=bare_pm)
+    assert agent.act("hit") == 0
+    assert len(agent.current_episode().turns[0].query_ids) + 8 <= 64
+
+
+def test_a_growing_history_is_refused_at_the_turn_it_no_longer_fits(tiny, bare_pm):
+    agent = _echo(tiny, bare_pm, max_new_tokens=4)
+    agent.policy.generator.generate = lambda policy, prompts, *rest: [Response([7], "length") for _ in prompts]
+    turns = 0
+    with pytest.raises(ConfigError, match="now 0: every turn"):
+        for turns in range(1, 20):
+            agent.act("hit or stick")
+    assert turns > 1  # the first turns fitted
+    windowed = _echo(tiny, bare_pm, max_new_tokens=4, max_history_turns=1)
+    windowed.policy.generator.generate = agent.policy.generator.generate
+    for _ in range(20):
+        windowed.act("hit or stick")  # the last turn only: it always fits

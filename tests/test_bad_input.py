@@ -413,3 +413,111 @@ def test_broken_models(tmp_path, tiny_model_dir, damage):
     out = tmp_path / "out"
     result = invoke("run", *BASE, "--model", model, *TINY, "-o", out, "-q")
     assert_one_line_error(result, out, f"cannot load model {str(model)!r}")
+
+
+# --- resuming with fewer episodes than the run has: an error; as many: nothing to do ------------------------------
+
+@pytest.fixture(scope="module")
+def four_episode_run(tmp_path_factory, tiny_model_dir):
+    """A finished run of 4 episodes and 2 updates, with a checkpoint after each update."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    result = invoke("run", *BASE, "--model", tiny_model_dir, *TINY, "--episodes", 4, "--mini-batch-size", 2,
+                    "--ppo-epochs", 1, "--checkpoint-every", 1, "--no-score-policy", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def finished_copy(four_episode_run, tmp_path):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(four_episode_run, target)
+    return target
+
+
+def _files(directory):
+    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+@pytest.mark.parametrize("episodes", [1, 2, 3])
+def test_resume_with_fewer_episodes_than_the_run_has(finished_copy, no_model_loading, episodes):
+    before = _files(finished_copy)
+    result = invoke("run", "--resume", finished_copy, "--episodes", episodes, "-q")
+    assert_one_line_error(result, finished_copy / "nothing", f"with episodes = {episodes}",
+                          "the run already has 4 episodes (checkpoint update-000002-ep-000000004)",
+                          "pass --episodes larger than 4")
+    assert _files(finished_copy) == before
+
+
+@pytest.mark.parametrize("args", [[], ["--episodes", 4], ["--episodes", 4, "--learning-rate", 1e-3]])
+def test_resume_with_as_many_episodes_as_the_run_has_changes_nothing(finished_copy, no_model_loading, args):
+    before = _files(finished_copy)
+    result = invoke("run", "--resume", finished_copy, *args, "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (f"the run in {finished_copy} already has its 4 episodes (2 updates): nothing "
+                                     f"to train, nothing changed; pass --episodes larger than 4 to train it further")
+    assert _files(finished_copy) == before
+
+
+def test_a_run_killed_before_its_summary_is_completed_by_a_resume(finished_copy):
+    (finished_copy / "summary.json").unlink()  # killed after the last checkpoint, before the summary
+    result = invoke("run", "--resume", finished_copy, "-q")
+    assert result.exit_code == 0, result.output
+    assert "trained 4 episodes, 2 updates" in result.output
+    assert json.loads((finished_copy / "summary.json").read_text())["episodes"] == 4
+
+
+def test_fewer_episodes_count_from_the_checkpoint_a_resume_can_use(finished_copy):
+    newest = finished_copy / "checkpoints" / "update-000002-ep-000000004" / "trainer.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # damaged: the resume falls back to update 1 (2 episodes)
+    result = invoke("run", "--resume", finished_copy, "--episodes", 3, "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((finished_copy / "summary.json").read_text())["episodes"] == 3
+
+
+# --- a prompt longer than the model's context: one line, before generation ----------------------------------------
+
+@pytest.fixture(scope="module")
+def short_context_model(tmp_path_factory):
+    """A tiny GPT-2 (learnt positions: no position past the 64th exists) and the tiny tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from llamagym.testing import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    model = GPT2LMHeadModel(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    directory = tmp_path_factory.mktemp("gpt2-64")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("args", [[], ["--max-history-turns", 1], ["--no-score-policy", "--max-new-tokens", 8]])
+def test_a_prompt_longer_than_the_models_context_is_one_line(tmp_path, short_context_model, args):
+    out = tmp_path / "out"
+    result = invoke("run", *BASE, "--model", short_context_model, *TINY, "--lora-target-modules", "c_attn",
+                    "--episodes", 2, *args, "-o", out, "-q")
+    assert_one_line_error(result, out, "the prompt is", "tokens, beyond the model's context of 64 tokens",
+                          "generation.max_history_turns", "shorten the system prompt or the observation")
+    assert "IndexError" not in result.output
+
+
+# --- a continuous-action env under a discrete agent ----------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_a_discrete_agent_on_a_continuous_env_is_one_line(tmp_path, tiny_model_dir, command):
+    out = tmp_path / "out"
+    where = ["-o", out, "--no-score-policy", *TINY] if command == "run" else ["--num-envs", 1]
+    result = invoke(command, "--agent", "blackjack", "--env", "Pendulum-v1", "--model", tiny_model_dir,
+                    "--episodes", 2, *where, "-q")
+    assert_one_line_error(result, out, "BlackjackAgent.extract_action", "action space Box(-2.0, 2.0, (1,), float32) "
+                          "holds continuous actions (float32 arrays of shape (1,))", "it is not an agent for this env",
+                          "Discrete action space", exit_code=1)

@@ -183,6 +183,28 @@ def test_eval_accepts_a_checkpoint_inside_a_run_directory(run_dir):
     assert json.loads(result.output.strip().splitlines()[-1])["episodes"] == 2
 
 
+TRAINING_STATE_DAMAGE = {"truncated trainer state": ("trainer.pt", truncate),
+                         "a flipped byte in the trainer state": ("trainer.pt", flip),
+                         "trainer state deleted": ("trainer.pt", Path.unlink),
+                         "state JSON cut short": ("state.json", cut_state)}
+
+
+@pytest.mark.parametrize("damage", list(TRAINING_STATE_DAMAGE))
+def test_a_checkpoint_whose_training_state_alone_is_damaged_still_evaluates(run_dir, tmp_path, tiny_model_dir,
+                                                                            damage):
+    """eval (and --init-adapter) read a checkpoint's adapter, never its trainer state: the adapter's files are
+    verified by their checksums, and used."""
+    name, spoil = TRAINING_STATE_DAMAGE[damage]
+    checkpoint = run_dir / "checkpoints" / NEWEST
+    spoil(checkpoint / name)
+    result = invoke("eval", "--checkpoint", checkpoint, "--episodes", 2, "--num-envs", 1, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["episodes"] == 2
+    started = invoke("run", *RUN, "--model", tiny_model_dir, "--init-adapter", checkpoint, "--episodes", 2,
+                     "--no-score-policy", "-o", tmp_path / "new")
+    assert started.exit_code == 0, started.output
+
+
 @pytest.mark.parametrize("where, name, spoil", [
     ("adapter", "adapter_model.safetensors", lambda p: truncate(p, 0.9)),
     ("adapter", "value_head.safetensors", lambda p: truncate(p, 0.001)),

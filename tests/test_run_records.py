@@ -291,3 +291,20 @@ def test_the_bar_shows_the_update_as_a_phase_and_ends_on_the_right_count(tiny_mo
     assert "updates=3" in bar.postfix and "updating" not in bar.postfix  # the final count, no phase left
     assert bar.format_dict["elapsed"] >= 3000  # the bar's clock is wall time, updates included
     assert bar.seconds_per_episode and max(bar.seconds_per_episode) < 100  # ...but the rate is the episodes'
+
+
+# ---- the episodes column of a game run counts games, as summary.json does --------------------------------------
+
+@pytest.mark.parametrize("play", [["--play", "selfplay", "--pool-size", 0], ["--play", "separate"],
+                                  ["--play", "opponent", "--opponent", "random"]])
+def test_a_game_runs_metrics_count_games_as_its_summary_does(tiny_model_dir, tmp_path, play):
+    out = tmp_path / "game"
+    result = invoke("run", "--agent", "tictactoe", "--env", "tictactoe_v3", "--model", tiny_model_dir,
+                    "--episodes", 5, "--num-envs", 2, "--batch-size", 2, "--mini-batch-size", 2, "--ppo-epochs", 1,
+                    "--max-new-tokens", 2, "--lora-r", 2, *play, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    games = json.loads((out / "summary.json").read_text())["episodes"]
+    assert games == 5 == len(rows(out / "episodes.jsonl"))
+    counted = [row["episodes"] for row in rows(out / "metrics.jsonl") if "policy" not in row]  # the main policy's
+    assert counted == sorted(counted) and counted[-1] == games, counted
+    assert all(count <= games for row in rows(out / "metrics.jsonl") for count in [row["episodes"]])

@@ -66,3 +66,19 @@ def test_without_proc_the_share_is_used(four_free_cores):
 def test_cpu_seconds_reads_this_machine():
     sample = threads.cpu_seconds()
     assert sample is None or (sample[0] >= sample[1] >= 0)
+
+
+def test_only_the_first_configure_in_a_process_waits_to_look(monkeypatch):
+    from llamagym.run import threads
+
+    monkeypatch.delenv(threads.THREADS_VARIABLE, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_latest", None)
+    waits = []
+    monkeypatch.setattr(threads.time, "sleep", waits.append)
+    first = threads.configure_threads()
+    look = first.last
+    second = threads.configure_threads()
+    assert waits == [0.25]
+    assert second is not first and threads._latest is second  # settings re-read for each agent
+    assert second.last[0] >= look[0]  # measured from the first look on

@@ -6,10 +6,8 @@ first use, so plugin listings and `--help` stay fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from llamagym.errors import ActionParseError, ConfigError, LlamaGymError, PluginError, TrainingError, UsageError
+from llamagym.lazy import lazy_exports
 from llamagym.plugins.hookspecs import hookimpl
 
 __version__ = "0.2.0"
@@ -30,10 +28,4 @@ _LAZY = {
 __all__ = ["ActionParseError", "ConfigError", "LlamaGymError", "PluginError", "TrainingError", "UsageError",
            "hookimpl", "__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'llamagym' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

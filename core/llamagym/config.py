@@ -143,6 +143,9 @@ class RunConfig:
 
     agent: str = option("", "agent name (see `llamagym list`)")
     env: str = option("", "environment id (see `llamagym list`)")
+    env_kwargs: dict[str, Any] = option({}, "keyword arguments for the environment's constructor (gym.make), over "
+                                        "the ones its plugin registers: a [env_kwargs] table, or --env-kwarg "
+                                        "KEY=VALUE (repeatable)", flag="env-kwarg")
     model: str = option("default", "model: 'default' (embedded SmolLM2-135M-Instruct), a Hugging Face id, "
                         "a local directory or a .gguf file")
     init_adapter: str = option("", "start from this LoRA adapter (and its value head, if saved) instead of fresh "
@@ -228,8 +231,34 @@ def coerce_value(cls: type, key: str, value: Any, where: str) -> Any:
     elif scalar is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
+    elif typing.get_origin(scalar) is dict:
+        return check_table(name, value)
     _check_range(spec.metadata, name, value)
     return value
+
+
+TABLE_VALUES = (str, bool, int, float, type(None))  # and lists and tables of them: what JSON holds
+
+
+def check_table(name: str, value: Any) -> dict[str, Any]:
+    """A table of keyword arguments (`env_kwargs`): string keys, values JSON can hold (config.json keeps them)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a table of keyword arguments (KEY = VALUE), got {value!r}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"{name} keys must be Python names (a keyword argument), got {key!r}")
+        _check_table_value(f"{name}.{key}", item)
+    return dict(value)
+
+
+def _check_table_value(name: str, value: Any) -> None:
+    if isinstance(value, dict):
+        check_table(name, value)
+    elif isinstance(value, list):
+        for item in value:
+            _check_table_value(name, item)
+    elif not isinstance(value, TABLE_VALUES):
+        raise ConfigError(f"{name} must be a string, number, boolean, array or table, got {value!r}")
 
 
 def _check_range(meta: Any, name: str, value: Any) -> None:
@@ -263,6 +292,8 @@ def build(cls: type, data: dict | None, where: str = "", aliases: dict | None = 
                           PPO_IGNORED if key == "ppo" else None, getattr(result, key))
         else:
             value = coerce_value(cls, key, value, where)
+            if isinstance(value, dict):  # a table of keyword arguments: key by key over the base's, as sections
+                value = {**getattr(result, key), **value}
         setattr(result, key, value)
     return result
 
@@ -288,7 +319,7 @@ def to_dict(config: Any) -> dict:
     """A plain dict (TOML/JSON-ready) of a config dataclass; None values are left out."""
     out = {}
     for key, value in dataclasses.asdict(config).items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key in SECTIONS:  # a table of keyword arguments keeps its None values
             value = {k: v for k, v in value.items() if v is not None}
         if value is not None:
             out[key] = value

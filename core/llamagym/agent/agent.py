@@ -298,10 +298,12 @@ class Agent:
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """The prompt token ids for a conversation that ends with a user message, exactly as the model sees them:
-        the visible history (`max_history_turns`), the chat template, the response prefix."""
+        the visible history (`max_history_turns`), the chat template, the response prefix. A prompt that leaves
+        the model's context no room for the response is a one-line ConfigError saying what to shorten."""
         ids = apply_chat_template(self.tokenizer, self._visible_messages(messages))
         if self.response_prefix:
             ids = ids + self.tokenizer(self.response_prefix, add_special_tokens=False)["input_ids"]
+        self.policy.check_prompt(ids)
         return ids
 
     def _visible_messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -405,8 +407,22 @@ def _space_problem(space: Any, action: Any) -> str | None:
             return None
     except Exception:  # noqa: S110  (a value the space cannot even compare: not in it)
         pass
+    holds = _continuous_actions(space, action)
+    if holds:
+        return f"the env's action space {space} holds {holds}, and this agent answers with single values: it is " \
+               f"not an agent for this env (train it on an env with a Discrete action space, such as the one it " \
+               f"was written for, or write an agent whose extract_action returns such arrays)"
     return f"the action is not in the env's action space {space}; return one of its actions (or raise " \
            f"ActionParseError when the response names none)"
+
+
+def _continuous_actions(space: Any, action: Any) -> str | None:
+    """What a continuous (Box) action space holds, when the action is a single value rather than one of them."""
+    from gymnasium.spaces import Box
+
+    if not isinstance(space, Box) or space.shape == () or getattr(action, "shape", ()) != ():
+        return None
+    return f"continuous actions ({space.dtype} arrays of shape {space.shape})"
 
 
 def parse_generate_config(config: Mapping[str, Any] | None) -> GenerationConfig:

@@ -86,6 +86,15 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     return loss, stats
 
 
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 − Var(returns − values) / Var(returns): how much of the returns' spread the value head predicts (1: all,
+    0: no better than a constant, negative: worse); nan when the returns do not vary."""
+    spread = float(returns.var(unbiased=False))
+    if spread == 0.0:
+        return float("nan")
+    return 1.0 - float((returns - values).var(unbiased=False)) / spread
+
+
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
                cliprange_value: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped value loss (half the larger squared error) and the fraction of clipped predictions."""

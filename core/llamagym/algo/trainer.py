@@ -219,6 +219,9 @@ class PPOTrainer:
         self.updates += 1
         stats.update(kl_stats)
         stats.update(score_stats)
+        if self.estimator.uses_values:  # this process's samples: how well the critic predicted their returns
+            stats["ppo/explained_variance"] = ppo.explained_variance(
+                torch.cat([_present(s.values) for s in samples]), torch.cat([_present(s.returns) for s in samples]))
         stats.update({"ppo/kl_coef": self.kl_controller.value, "ppo/samples": n_samples,
                       "ppo/shared_prefix_tokens": self.prefix_length, "ppo/tokens": n_tokens,
                       "ppo/update": self.updates, "ppo/learning_rate": self.optimizer.param_groups[0]["lr"],

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from llamagym.cli.group import cli
+from llamagym.cli.options import env_kwarg_option, parse_env_kwargs
 from llamagym.cli.settings import game_settings, run_settings
 from llamagym.errors import UsageError
-from llamagym.plugins.registry import get_registry
 from llamagym.run.rundir import check_writable, find_adapter
-from llamagym.run.setup import build_agent, make_engine
+from llamagym.run.setup import build_agent, make_engine, run_env
 from llamagym.tools.collect import POLICIES, collect, collecting, save_records
 
 
@@ -40,10 +40,11 @@ from llamagym.tools.collect import POLICIES, collect, collecting, save_records
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="JSON-lines file to write")
 @click.option("--overwrite", is_flag=True, help="replace an existing output file")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@env_kwarg_option
 def collect_command(agent: str | None, env: str | None, policy: str, checkpoint: str | None, model: str | None,
                     config_file: str | None, no_preset: bool, episodes: int, best_of: int, min_return: float | None,
                     seed: int, num_envs: int, opponent: str | None, output: str, overwrite: bool,
-                    quiet: bool) -> None:
+                    quiet: bool, env_kwargs: tuple[str, ...]) -> None:
     """Play episodes and write each as a conversation (messages) with its return, for `llamagym sft`.
 
     With --policy model the agent samples its answers (keep the best with --best-of and --min-return); with
@@ -51,6 +52,7 @@ def collect_command(agent: str | None, env: str | None, policy: str, checkpoint:
     """
     from tqdm.auto import tqdm
 
+    given = parse_env_kwargs(env_kwargs)
     output_path = Path(output)
     if output_path.exists() and not overwrite:
         raise UsageError(f"{str(output_path)!r} exists; pass --overwrite to replace it")
@@ -60,8 +62,8 @@ def collect_command(agent: str | None, env: str | None, policy: str, checkpoint:
     if best_of > 1 and policy == "expert":
         raise UsageError("--best-of compares sampled episodes; the expert plays each seed the same way every time")
     adapter = find_adapter(Path(checkpoint)) if checkpoint else None
-    config = run_settings(agent, env, model, seed, num_envs, adapter, config_file, not no_preset)
-    env_spec = get_registry().env(config.env)
+    config = run_settings(agent, env, model, seed, num_envs, adapter, config_file, not no_preset, given)
+    env_spec = run_env(config)
     if env_spec.kind != "gymnasium":
         if best_of > 1:
             raise UsageError("--best-of needs a Gymnasium env (a game's start does not fix the opponent's moves); "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from llamagym.cli.group import cli
+from llamagym.cli.options import env_kwarg_option, parse_env_kwargs
 from llamagym.config import RunConfig, build
 from llamagym.errors import UsageError
 from llamagym.plugins.manager import get_plugin_manager
@@ -15,7 +17,7 @@ from llamagym.plugins.registry import get_registry
 from llamagym.rollout.games.opponents import check_opponent
 from llamagym.run import setup
 from llamagym.run.rundir import find_adapter
-from llamagym.run.setup import config_from_run, make_engine, resolve_config
+from llamagym.run.setup import config_from_run, make_engine, resolve_config, run_env
 from llamagym.tools.evaluation import evaluate
 
 
@@ -34,21 +36,26 @@ from llamagym.tools.evaluation import evaluate
 @click.option("--sample", is_flag=True, help="sample responses (default: greedy decoding)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, opponent, sample, as_json, quiet):
+@env_kwarg_option
+def eval_command(agent, env, checkpoint, model, episodes, seed, num_envs, opponent, sample, as_json, quiet,
+                 env_kwargs):
     """Mean return (± standard error) and win/draw/loss rates of an agent, with no training."""
     from tqdm.auto import tqdm
 
+    given = parse_env_kwargs(env_kwargs)
     adapter = find_adapter(Path(checkpoint)) if checkpoint else None
     base = config_from_run(adapter) if adapter else None
     if base is None:  # no run to take settings from: the agent's preset, as training would use it
         if not agent or not env:
             raise UsageError("pass --agent and --env (or --checkpoint inside a run directory)")
         base = resolve_config({"agent": agent, "env": env})
+    if env and env != base.env:  # another env: the run's kwargs were for its own
+        base = replace(base, env_kwargs={})
     config = build(RunConfig, {"agent": agent or base.agent, "env": env or base.env,
-                               "model": model or base.model, "seed": seed, "num_envs": num_envs},
-                   base=base)
-    env_spec = get_registry().env(config.env)
+                               "model": model or base.model, "seed": seed, "num_envs": num_envs,
+                               "env_kwargs": given}, base=base)
     get_registry().agent(config.agent)
+    env_spec = run_env(config)
     if env_spec.kind != "gymnasium":
         opponent = check_opponent(get_plugin_manager(), opponent or "random", config.env)
         config = build(RunConfig, {"multiagent": {"play": "opponent", "opponent": opponent,

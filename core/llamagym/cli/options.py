@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from llamagym.config import SECTIONS, RunConfig, _base_type, field_specs
+from llamagym.config import SECTIONS, RunConfig, _base_type, check_table, field_specs
+from llamagym.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 SEPARATOR = "__"
 TOP_LEVEL = ("model", "init_adapter", "episodes", "seed", "num_envs", "device", "precision", "checkpoint_every",
@@ -56,3 +64,46 @@ def collect_flags(values: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+env_kwarg_option = click.option(
+    "--env-kwarg", "env_kwargs", multiple=True, metavar="KEY=VALUE",
+    help="a keyword argument for the environment's constructor (gym.make), repeatable; VALUE is read as a TOML "
+         "(or JSON) literal where it is one (3, true, [1, 2], {a = 1}), else as text. Also a [env_kwargs] table "
+         "in --config; a run keeps them in config.json for --resume and eval --checkpoint")
+
+
+def parse_env_kwargs(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`--env-kwarg KEY=VALUE` pairs as keyword arguments; a pair that is not KEY=VALUE is a one-line error."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        key = key.strip()
+        if not equals or not key.isidentifier():
+            raise UsageError(f"--env-kwarg {pair!r} is not KEY=VALUE with KEY a Python name; pass e.g. "
+                             f"--env-kwarg max_steps=20 or --env-kwarg path=games/zork1.z8")
+        kwargs[key] = literal(text.strip())
+    return check_table("--env-kwarg", kwargs)
+
+
+def literal(text: str) -> Any:
+    """`text` as a TOML value (3, 2.5, true, "a b", [1, 2], {a = 1}), else as JSON (null), else the text itself."""
+    try:
+        parsed = tomllib.loads(f"value = {text}")
+        if list(parsed) == ["value"] and _plain(parsed["value"]):
+            return parsed["value"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _plain(value: Any) -> bool:
+    """Whether a parsed value holds only what JSON holds (a TOML date is kept as the text it was written as)."""
+    if isinstance(value, dict):
+        return all(_plain(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (str, bool, int, float))

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from llamagym.cli.group import CliError, cli
-from llamagym.cli.options import collect_flags, config_options
+from llamagym.cli.options import collect_flags, config_options, env_kwarg_option, parse_env_kwargs
 from llamagym.config import RunConfig
 from llamagym.distributed.environment import is_main_process
 from llamagym.distributed.launch import launch
@@ -27,15 +27,17 @@ from llamagym.run.setup import resolve_config, resume_config
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="run directory [default: runs/AGENT-ENV-TIME]")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="continue the run in this directory from its latest checkpoint; flags given with it change "
-                   "settings (e.g. --episodes, --learning-rate), but not agent, env, model or LoRA")
+                   "settings (e.g. --episodes, the run's total, --learning-rate), but not agent, env, model or LoRA")
 @click.option("--overwrite", is_flag=True, help="replace an existing output directory")
 @click.option("--no-preset", is_flag=True, help="ignore the agent's recommended settings")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="data-parallel processes on this machine, one per GPU (or CPU gloo processes); each plays its "
                    "own episodes and --episodes is the total (see docs/guides/scaling.md)")
+@env_kwarg_option
 @config_options
-def run_command(agent, env, config_file, output, resume_dir, overwrite, no_preset, quiet, num_processes, **values):
+def run_command(agent, env, config_file, output, resume_dir, overwrite, no_preset, quiet, num_processes, env_kwargs,
+                **values):
     """Train AGENT on ENV with PPO; metrics, checkpoints and the adapter go to the output directory.
 
     Settings are layered: defaults < the agent's preset < --config file < flags.
@@ -45,6 +47,8 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     from llamagym.run.training import train  # imports torch: not for --help
 
     flags = collect_flags({**values, "agent": agent, "env": env})
+    if env_kwargs:
+        flags["env_kwargs"] = parse_env_kwargs(env_kwargs)
     if resume_dir:
         if output and Path(output).resolve() != Path(resume_dir).resolve():
             raise UsageError(f"--resume {resume_dir} continues that directory; drop -o/--output {output}")
@@ -64,6 +68,11 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     except KeyboardInterrupt:  # Ctrl-C while the model was loading: the run never started
         raise CliError("interrupted before training began; nothing was written", 130) from None
     if not is_main_process():
+        return
+    if summary.get("already_complete"):
+        click.echo(f"the run in {output} already has its {summary['episodes']} episodes ({summary['updates']} "
+                   f"updates): nothing to train, nothing changed; pass --episodes larger than {summary['episodes']} "
+                   f"to train it further")
         return
     if summary["interrupted"]:
         click.echo(f"stopped by {summary['interrupted']} after {summary['episodes']} episodes, "

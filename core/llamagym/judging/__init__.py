@@ -21,10 +21,8 @@ paying a reward of 0. Nothing here imports torch until a local judge is built.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from llamagym.errors import JudgeError
+from llamagym.lazy import lazy_exports
 
 _LAZY = {
     "Judge": "llamagym.judging.judge",
@@ -41,10 +39,4 @@ _LAZY = {
 
 __all__ = ["JudgeError", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'llamagym.judging' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

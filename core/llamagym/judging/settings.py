@@ -1,5 +1,5 @@
-"""The judge a run uses, from environment variables (an environment's kwargs cannot be given on the command
-line, so an env that judges reads these unless it is handed a judge):
+"""The judge a run uses, from environment variables (an env that judges reads these unless it is handed a judge,
+or settings of the same names that win over them, e.g. `--env-kwarg 'judge={url = "...", model = "m"}'`):
 
     LLAMAGYM_JUDGE_URL       an OpenAI-compatible base URL (…/v1): judge over HTTP; unset: a local model
     LLAMAGYM_JUDGE_MODEL     the model: a name the server knows, or for a local judge what `--model` takes
@@ -18,6 +18,7 @@ from llamagym.errors import ConfigError
 from llamagym.judging.judge import Judge
 
 PREFIX = "LLAMAGYM_JUDGE_"
+SETTINGS = ("url", "model", "api_key_env", "timeout", "graded")  # each LLAMAGYM_JUDGE_<NAME>, in lower case
 
 
 def judge_from_environment(environ: Mapping[str, str] | None = None, **overrides: object) -> Judge:
@@ -27,7 +28,7 @@ def judge_from_environment(environ: Mapping[str, str] | None = None, **overrides
     settings: dict[str, object] = {key[len(PREFIX):].lower(): value for key, value in env.items()
                                    if key.startswith(PREFIX)}
     settings.update({key: value for key, value in overrides.items() if value is not None})
-    known = {"url", "model", "api_key_env", "timeout", "graded"}
+    known = set(SETTINGS)
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(f"unknown judge setting {PREFIX}{unknown[0].upper()}; known: "

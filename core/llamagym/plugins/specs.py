@@ -4,7 +4,7 @@ apart from the registry so that the built-in plugins can name them without impor
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from llamagym.errors import LlamaGymError, PluginError, UsageError
@@ -42,7 +42,8 @@ class AgentSpec:
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """An environment a plugin registered; `make()` returns a fresh instance."""
+    """An environment a plugin registered; `make()` returns a fresh instance. `given` are keyword arguments the
+    user gave (a run's `env_kwargs`), over the plugin's `kwargs`."""
 
     id: str
     entry_point: Any = None
@@ -50,10 +51,17 @@ class EnvSpec:
     description: str = ""
     plugin: str = ""
     kwargs: dict = field(default_factory=dict)
+    given: dict = field(default_factory=dict)
+
+    def with_kwargs(self, given: dict[str, Any]) -> EnvSpec:
+        """This env, made with the keyword arguments `given` over the ones registered."""
+        return replace(self, given={**self.given, **given})
 
     def make(self, **overrides: Any) -> Any:
-        """A new instance; one that cannot be created is an error naming the env, its plugin and the cause."""
-        kwargs = {**self.kwargs, **overrides}
+        """A new instance; one that cannot be created is an error naming the env, its plugin and the cause (and
+        the keyword arguments given, when it rejects them)."""
+        given = {**self.given, **overrides}
+        kwargs = {**self.kwargs, **given}
         try:
             if self.entry_point is None:
                 import gymnasium  # gymnasium: loaded when an env is made, not by `llamagym list`
@@ -64,6 +72,11 @@ class EnvSpec:
             raise
         except Exception as exc:
             cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            if given and isinstance(exc, (TypeError, ValueError)):
+                shown = ", ".join(f"{key}={value!r}" for key, value in given.items())
+                raise UsageError(f"env {self.id!r} cannot be created with the keyword arguments {shown} "
+                                 f"({cause}); fix or drop them (--env-kwarg KEY=VALUE, or the config's "
+                                 f"[env_kwargs] table)") from None
             if self.plugin == "gymnasium" or self.entry_point is None:
                 raise UsageError(f"cannot create env {self.id!r}: {cause}; install what it needs (for Gymnasium "
                                  f"envs, e.g. pip install 'gymnasium[box2d]') or check its kwargs") from None

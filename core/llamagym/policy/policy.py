@@ -13,6 +13,7 @@ from llamagym.agent.choices import ChoiceTrie
 from llamagym.algo.trainer import PPOTrainer
 from llamagym.config import GenerationConfig, PPOConfig
 from llamagym.policy.backends import IsComplete, make_backend
+from llamagym.policy.context import check_prompt_length, context_length
 from llamagym.policy.generation import Response
 from llamagym.policy.precision import autocast_factory, resolve_device, resolve_precision
 from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
@@ -37,6 +38,11 @@ class Policy:
         self.trainer = PPOTrainer(self.model, ppo_config, pad_token_id=self.tokenizer.pad_token_id,
                                   temperature=generation.temperature, autocast=self.autocast, seed=seed or 0)
         self.eos_token_ids = eos_token_ids(self.tokenizer, self.model)
+        self.context = context_length(self.model.config)
+
+    def check_prompt(self, prompt: Sequence[int]) -> None:
+        """A prompt must leave room in the model's context for the longest response (a one-line ConfigError)."""
+        check_prompt_length(len(prompt), self.context, self.generation)
 
     def generate(self, prompts: Sequence[Sequence[int]], is_complete: IsComplete,
                  choices: Sequence[ChoiceTrie | None] | None = None) -> list[Response]:

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from llamagym.errors import DamagedFileError
-from llamagym.run.rundir import (ADAPTER_WEIGHTS, CHECKSUMS_FILE, MODEL_WEIGHTS, STATE_FILE, VALUE_HEAD_FILE,
-                                 WEIGHT_FILES)
+from llamagym.run.rundir import (ADAPTER_WEIGHTS, CHECKSUMS_FILE, ENGINE_FILE, MODEL_WEIGHTS, STATE_FILE,
+                                 TRAINER_FILE, VALUE_HEAD_FILE, WEIGHT_FILES)
 
 COUNTERS = ("episodes", "next_index", "updates", "metrics_rows", "episode_rows")  # a checkpoint's state.json
 SMALL_WEIGHTS = (ADAPTER_WEIGHTS, VALUE_HEAD_FILE)  # read in full (and checked finite); a full model's header only
+TRAINING_STATE = (TRAINER_FILE, STATE_FILE, ENGINE_FILE)  # what only a resume reads of a checkpoint
 
 
 def damaged(path: Path, reason: str) -> DamagedFileError:
@@ -37,13 +38,16 @@ def write_checksums(directory: Path) -> None:
                                             encoding="utf-8")
 
 
-def check_checksums(directory: Path) -> None:
-    """Every file `checksums.json` lists is there and unchanged (a directory saved without one is not checked)."""
+def check_checksums(directory: Path, skip: tuple[str, ...] = ()) -> None:
+    """Every file `checksums.json` lists (but those in `skip`) is there and unchanged (a directory saved without
+    one is not checked)."""
     path = directory / CHECKSUMS_FILE
     if not path.is_file():
         return
     sums = read_json_object(path)
     for name, expected in sums.items():
+        if name in skip:
+            continue
         file = directory / str(name)
         if not file.is_file():
             raise damaged(file, "is missing (it was written with the checkpoint)")
@@ -118,9 +122,10 @@ def check_weights_header(path: Path) -> None:
 
 def check_adapter(directory: Path) -> None:
     """An adapter (or full model) directory, a run's `adapter/` or a checkpoint: checksums, config and weights read
-    back. Raises DamagedFileError naming the bad file."""
+    back. Raises DamagedFileError naming the bad file. A checkpoint's training state (trainer.pt, state.json,
+    engine.pt) is not checked: loading its adapter does not read it."""
     directory = Path(directory)
-    check_checksums(directory)
+    check_checksums(directory, skip=TRAINING_STATE)
     if (directory / "adapter_config.json").is_file():
         read_json_object(directory / "adapter_config.json")
     if not any((directory / name).is_file() for name in WEIGHT_FILES):

@@ -35,8 +35,9 @@ class RunLog(Protocol):
     def updating(self, learner: Learner) -> ContextManager[Any]:
         """A context in which `learner`'s update runs (the recorder shows it as a phase of the progress bar)."""
 
-    def update(self, learner: Learner, stats: dict[str, float]) -> None:
-        """`learner` made an update."""
+    def update(self, learner: Learner, stats: dict[str, float], ending: int = 0) -> None:
+        """`learner` made an update; `ending` episodes (0 or 1: the one, or the game, whose end filled the batch)
+        have ended and are logged just after it."""
 
     def commit(self) -> None:
         """Every logged episode has been trained on: the point a resumed run continues from."""
@@ -142,7 +143,7 @@ class NoLog:
     def updating(self, learner: Learner) -> ContextManager[Any]:
         return nullcontext()
 
-    def update(self, learner: Learner, stats: dict[str, float]) -> None:
+    def update(self, learner: Learner, stats: dict[str, float], ending: int = 0) -> None:
         pass
 
     def commit(self) -> None:
@@ -161,12 +162,12 @@ def train_loop(engine: Engine, episodes: int, *, start_index: int = 0, log: RunL
 
     stopped, failure = False, None
 
-    def update(learner: Learner) -> None:
+    def update(learner: Learner, ending: int = 0) -> None:
         nonlocal stopped, failure
         with learner.training(), log.updating(learner):
             stats = group.train(learner.agent)  # trainer.step: score, advantages, PPO epochs
         if stats:
-            log.update(learner, engine.after_update(learner, stats))
+            log.update(learner, engine.after_update(learner, stats), ending)
         if group.size > 1:  # processes commit, and agree to stop or fail, together: right after each update
             log.commit()
             stopped, failure = group.agree(stop, failure)
@@ -185,7 +186,8 @@ def train_loop(engine: Engine, episodes: int, *, start_index: int = 0, log: RunL
             results.append(replace(event.result, messages=None))  # a long run would hold every conversation
         for learner in learners:
             if group.batch_full(learner, len(results)):
-                update(learner)
+                # an episode's (a game's) Trajectory comes just before its Finished: it ended, and is logged next
+                update(learner, ending=int(isinstance(event, Trajectory)))
         if isinstance(event, Finished):
             failure = failure or budget.count(event.result)  # too many environment errors in a row
             if group.size == 1:

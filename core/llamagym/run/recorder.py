@@ -194,8 +194,10 @@ class RunRecorder:
         """Seconds on the bar's own clock (its elapsed time)."""
         return 0.0 if self.bar.disable else float(self.bar.format_dict["elapsed"])
 
-    def update(self, learner: Learner, stats: dict[str, float]) -> None:
-        """Log one update (a skipped one too, with a warning); a checkpoint follows at the next commit."""
+    def update(self, learner: Learner, stats: dict[str, float], ending: int = 0) -> None:
+        """Log one update (a skipped one too, with a warning); a checkpoint follows at the next commit. Its
+        `episodes` counts what the run counts (`--episodes`, summary.json): episodes, or games in a PettingZoo run,
+        not seats; those ended so far, the `ending` one whose end filled the batch included."""
         if self.group.size > 1:
             self.flush()
         state = self.state
@@ -204,8 +206,7 @@ class RunRecorder:
             logger.warning("update %d skipped: NaN or inf in the advantages, loss or gradient (the weights are "
                            "unchanged; %d skipped in a row stop the run)", state["updates"],
                            learner.agent.ppo_config.max_nonfinite_updates)
-        # the agent has counted the episode whose end started this update; the run state counts it just after
-        episodes = max(state["episodes"], self.agent.counters["episodes"])
+        episodes = state["episodes"] + ending  # every logged row is counted (several processes: flushed above)
         processes = {"processes": self.group.size} if self.group.size > 1 else {}
         if self.metrics is not None:
             self.metrics.log({"update": state["updates"], "episodes": episodes, "time_s": self.elapsed(),

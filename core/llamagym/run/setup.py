@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llamagym.config import RunConfig, build, load_toml, merge, to_dict
-from llamagym.errors import ConfigError, UsageError
+from llamagym.errors import ConfigError, LlamaGymError, UsageError
 from llamagym.policy.models import load_model
 from llamagym.rollout.engine import Engine
 from llamagym.rollout.games.build import build_game_engine
@@ -18,9 +18,9 @@ from llamagym.rollout.games.opponents import check_opponent
 from llamagym.run.loggers import flatten
 from llamagym.plugins.registry import AgentSpec, EnvSpec, get_registry
 
-from llamagym.run.integrity import check_adapter
+from llamagym.run.integrity import check_adapter, check_checksums, read_json_object, read_state
 from llamagym.run.threads import configure_threads
-from llamagym.run.rundir import CHECKPOINTS, CONFIG_FILE, find_adapter
+from llamagym.run.rundir import ADAPTER_DIR, CHECKPOINTS, CONFIG_FILE, SUMMARY_FILE, find_adapter
 
 if TYPE_CHECKING:
     from llamagym.agent.agent import Agent
@@ -107,6 +107,21 @@ def init_adapter_dir(config: RunConfig) -> str | None:
     return str(find_adapter(path))
 
 
+def run_env(config: RunConfig) -> EnvSpec:
+    """The env a run plays: the one registered as `config.env`, made with the run's `env_kwargs`. Kwargs given are
+    tried at once, by making one instance, so that one the env rejects is named before the model loads."""
+    spec = get_registry().env(config.env)
+    if not config.env_kwargs:
+        return spec
+    spec = spec.with_kwargs(config.env_kwargs)
+    probe = spec.make()
+    try:
+        probe.close()
+    except Exception:  # noqa: S110  (the probe's own clean-up: the run makes its envs afresh)
+        pass
+    return spec
+
+
 def make_engine(agent: Agent, env_spec: EnvSpec, config: RunConfig, group_size: int | None = None) -> Engine:
     """The rollout engine for the env's kind; `group_size` training episodes share each reset seed (Gymnasium envs;
     default: the advantage estimator's groups)."""
@@ -134,6 +149,37 @@ def resume_config(run_dir: Path, flags: dict[str, Any], config_file: str | None 
     config = build(RunConfig, merge(file_values, flags), base=saved)
     check_resumable(saved, config)
     return config
+
+
+def finished_run(run_dir: Path, config: RunConfig) -> dict[str, Any] | None:
+    """For `--resume`: the run's summary when it already has its `config.episodes` episodes, trained and saved
+    (nothing is left to do); None when there are episodes to play (or the end was not written: the resume writes
+    it). Fewer episodes than the run already has is a one-line error."""
+    have, checkpoint = resumed_episodes(run_dir)
+    if config.episodes < have:
+        raise UsageError(f"cannot resume {str(run_dir)!r} with episodes = {config.episodes}: the run already has "
+                         f"{have} episodes (checkpoint {checkpoint}); episodes counts the whole run, so pass "
+                         f"--episodes larger than {have} to train it further")
+    if not have or config.episodes != have or not (run_dir / ADAPTER_DIR).is_dir():
+        return None
+    try:
+        summary = read_json_object(run_dir / SUMMARY_FILE)
+    except LlamaGymError:  # missing or damaged: the resume writes it again
+        return None
+    return summary if summary.get("episodes") == have else None
+
+
+def resumed_episodes(run_dir: Path) -> tuple[int, str | None]:
+    """The episodes a run has as the checkpoint a resume continues from counts them, the newest whose files match
+    their checksums (0 with none), and the checkpoint's name."""
+    root = Path(run_dir) / CHECKPOINTS
+    for path in sorted(root.glob("update-*"), reverse=True) if root.is_dir() else []:
+        try:
+            check_checksums(path)
+            return read_state(path)["episodes"], path.name
+        except LlamaGymError:  # damaged: the resume falls back to an older one, and says so
+            continue
+    return 0, None
 
 
 def check_resumable(saved: RunConfig, config: RunConfig) -> None:
@@ -179,4 +225,4 @@ def _read_config(path: Path) -> RunConfig:
         raise ConfigError(f"{str(path)!r} {what}: {exc}") from None
 
 
-__all__ = ["resolve_config", "resume_config", "build_agent", "make_engine", "config_from_run"]
+__all__ = ["resolve_config", "resume_config", "build_agent", "make_engine", "config_from_run", "run_env"]

@@ -109,11 +109,20 @@ class ThreadBalancer:
         return threads
 
 
+_latest: ThreadBalancer | None = None  # the last balancer this process made: its look at the machine is reused
+
+
 def configure_threads(sample_seconds: float = 0.25) -> ThreadBalancer:
     """Set torch's threads for a process about to load a model: its share of the cores, less those other
-    processes are using now (a short look while this one waits). Returns the balancer for later updates."""
+    processes are using now. The first call in a process takes a short look while it waits; later ones (a second
+    agent, a test suite's hundreds) measure from the previous look instead of waiting again. Returns the balancer
+    for later updates."""
+    global _latest
     balancer = ThreadBalancer()
-    if balancer.fixed is None and sample_seconds > 0:
+    if _latest is not None:
+        balancer.last = _latest.last
+    elif balancer.fixed is None and sample_seconds > 0:
         time.sleep(sample_seconds)
+    _latest = balancer
     balancer.rebalance()
     return balancer

@@ -16,7 +16,6 @@ from llamagym.algo.advantages import check_data_parallel
 from llamagym.config import RunConfig, build, to_dict
 from llamagym.distributed.environment import check_launch_settings, launched_world_size
 from llamagym.errors import DamagedFileError, LlamaGymError, TrainingError, UsageError
-from llamagym.plugins.registry import get_registry
 from llamagym.rollout.engine import Engine
 from llamagym.run.checkpoint import (atomic_write_text, newest_intact_checkpoint, remove_staging,
                                      restore_checkpoint, save_model_dir, set_aside)
@@ -29,8 +28,8 @@ from llamagym.run.metrics import truncate_jsonl
 from llamagym.run.recorder import RunRecorder, fresh_state
 from llamagym.run.rundir import (ADAPTER_DIR, CONFIG_FILE, DAMAGED_PREFIX, EPISODES_FILE, METRICS_FILE, SUMMARY_FILE,
                                  check_output, claimed, default_output)
-from llamagym.run.setup import (build_agent, check_resumable, config_changes, config_from_run, make_engine,
-                                planned_updates)
+from llamagym.run.setup import (build_agent, check_resumable, config_changes, config_from_run, finished_run,
+                                make_engine, planned_updates, run_env)
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,10 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
     share of the episodes; process 0 writes the files. The first SIGINT/SIGTERM stops at the next episode
     boundary (after the next update, with several processes) with a final checkpoint (the summary's
     `interrupted` names the signal); a second raises `ForcedStop` at once. A `TrainingError` (repeated NaNs,
-    repeated environment errors) is raised after a checkpoint of the last good state is written."""
+    repeated environment errors) is raised after a checkpoint of the last good state is written.
+
+    Resuming a run that already has its `config.episodes` episodes loads nothing and returns its summary with
+    `already_complete` set; fewer episodes than it has is a UsageError (see `setup.finished_run`)."""
     group = process_group(config)
     try:
         output = Path(group.broadcast(str(output or default_output(config.agent, config.env))))
@@ -51,7 +53,10 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
         tracker_names(config.report_to)  # an unknown or missing tracker fails before anything is written
         if resume:
             check_resumable(config_from_run(output) or config, config)
-        env_spec = get_registry().env(config.env)
+            finished = finished_run(output, config)
+            if finished is not None:  # nothing to train: nothing is loaded, and nothing rewritten
+                return {**finished, "already_complete": True}
+        env_spec = run_env(config)
         updates = planned_updates(env_spec, config, group.size)
         agent = build_agent(_process_config(config, group))
         agent.trainer.planned_updates = updates

@@ -26,6 +26,6 @@ class UpdateLog(NoLog):
         self.updates: list[dict[str, float]] = []
         self.learners: list[Learner] = []
 
-    def update(self, learner: Learner, stats: dict[str, float]) -> None:
+    def update(self, learner: Learner, stats: dict[str, float], ending: int = 0) -> None:
         self.updates.append(stats)
         self.learners.append(learner)

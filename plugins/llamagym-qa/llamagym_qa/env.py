@@ -52,18 +52,32 @@ def clean(text: str, limit: int = MAX_QUESTION) -> str:
     return "".join(c if c in CHARSET else "?" for c in text)[:limit]
 
 
+def judge_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Judge settings given as the env's `judge` kwarg, checked now (the judge itself is built at the first
+    answer)."""
+    from llamagym.judging.settings import PREFIX, SETTINGS
+
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"QA-v0's judge has no setting {unknown[0]!r}; its settings: {', '.join(SETTINGS)} (as "
+                          f"the {PREFIX}* variables name them)")
+    return dict(settings)
+
+
 class QAEnv(gymnasium.Env):
     """Observation: the question (text). Action: the answer (text). Reward: the judge's verdict (1 correct, 0
-    incorrect by default); the episode ends after one answer. `judge` is a `llamagym.judging.Judge` (None: the one
-    the LLAMAGYM_JUDGE_* variables describe, built at the first answer); `path` a JSONL file (None:
-    $LLAMAGYM_QA_FILE, else the shipped sample)."""
+    incorrect by default); the episode ends after one answer. `judge` is a `llamagym.judging.Judge`, or a dict of
+    judge settings (url, model, api_key_env, timeout, graded) that win over the LLAMAGYM_JUDGE_* variables (None:
+    the judge the variables describe); a judge from settings is built at the first answer. `path` is a JSONL file
+    (None: $LLAMAGYM_QA_FILE, else the shipped sample)."""
 
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, path: str | Path | None = None, judge: Any = None, max_answer_chars: int = MAX_ANSWER):
         self.path = Path(path or os.environ.get(FILE_VARIABLE) or SAMPLE)
         self.questions = load_questions(self.path)
-        self.judge = judge
+        self.judge_settings = judge_settings(judge) if isinstance(judge, dict) else {}
+        self.judge = None if isinstance(judge, dict) else judge
         self.observation_space = spaces.Text(max_length=MAX_QUESTION, charset=CHARSET)
         self.action_space = spaces.Text(max_length=max_answer_chars, charset=CHARSET)
         self._index = 0
@@ -86,7 +100,7 @@ class QAEnv(gymnasium.Env):
         if self.judge is None:
             from llamagym.judging import judge_from_environment
 
-            self.judge = judge_from_environment()
+            self.judge = judge_from_environment(**self.judge_settings)
         return self.judge
 
     def close(self) -> None:

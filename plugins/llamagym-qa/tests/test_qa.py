@@ -178,6 +178,35 @@ def test_the_qa_file_variable_picks_the_questions(tmp_path, monkeypatch):
     assert llamagym.make_env("QA-v0").reset(seed=0)[0] == "Mine?"
 
 
+def test_the_path_kwarg_wins_over_the_qa_file_variable(tmp_path, monkeypatch):
+    mine, theirs = tmp_path / "mine.jsonl", tmp_path / "theirs.jsonl"
+    mine.write_text(json.dumps({"question": "Mine?", "answer": "yes"}) + "\n")
+    theirs.write_text(json.dumps({"question": "Theirs?", "answer": "no"}) + "\n")
+    monkeypatch.setenv("LLAMAGYM_QA_FILE", str(theirs))
+    assert llamagym.make_env("QA-v0", path=str(mine)).reset(seed=0)[0] == "Mine?"
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"url": "http://kwarg:1/v1", "model": "m", "timeout": 5}, ("http://kwarg:1/v1", "m", 5.0)),
+    ({"model": "from-kwarg"}, ("http://variable:2/v1", "from-kwarg", 30.0)),
+    ({"timeout": 2.5, "api_key_env": ""}, ("http://variable:2/v1", "variable-model", 2.5)),
+])
+def test_judge_settings_as_a_kwarg_win_over_the_judge_variables(monkeypatch, settings, expected):
+    from llamagym.judging import OpenAIJudge
+
+    monkeypatch.setenv("LLAMAGYM_JUDGE_URL", "http://variable:2/v1")
+    monkeypatch.setenv("LLAMAGYM_JUDGE_MODEL", "variable-model")
+    env = llamagym.make_env("QA-v0", judge=settings)
+    assert env.judge is None  # built at the first answer
+    judge = env._judge()
+    assert isinstance(judge, OpenAIJudge) and (judge.base_url, judge.model, judge.timeout) == expected
+
+
+def test_an_unknown_judge_setting_is_named_when_the_env_is_made():
+    with pytest.raises(ConfigError, match="QA-v0's judge has no setting 'urll'; its settings: url, model"):
+        QAEnv(judge={"urll": "http://x/v1"})
+
+
 def test_the_agent_reads_one_line(llamagym_tiny):
     model, tokenizer = llamagym_tiny
     agent = QAAgent(model, tokenizer, "cpu")
@@ -224,6 +253,23 @@ def test_a_run_and_an_eval_judged_over_http(llamagym_tiny_model_dir, tmp_path):
         result = invoke("eval", "--checkpoint", out, "--episodes", 4, env={"LLAMAGYM_JUDGE_URL": base})
         assert result.exit_code == 0, result.output
     assert len(received) == 12
+
+
+def test_a_run_given_its_questions_and_judge_by_env_kwargs(llamagym_tiny_model_dir, tmp_path):
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"question": f"Q{i}?", "answer": "a"}) + "\n" for i in range(3)))
+    with scripted_server(lambda request, headers: (200, completion("correct"), 0.0)) as (base, received):
+        out = tmp_path / "run"
+        result = invoke(*run_args(llamagym_tiny_model_dir, out), "--env-kwarg", f"path={questions}",
+                        "--env-kwarg", f'judge={{url = "{base}", model = "kwarg-judge"}}',
+                        env={"LLAMAGYM_JUDGE_URL": "http://127.0.0.1:9/v1", "LLAMAGYM_QA_FILE": None})
+        assert result.exit_code == 0, result.output
+        assert len(received) == 8 and all(r["json"]["model"] == "kwarg-judge" for r in received)
+        assert {e["messages"][1]["content"] for e in rows(out / "episodes.jsonl")} <= {f"Question: Q{i}?"
+                                                                                   for i in range(3)}
+        result = invoke("eval", "--checkpoint", out, "--episodes", 2, env={"LLAMAGYM_JUDGE_URL": None})
+        assert result.exit_code == 0, result.output  # the run's kwargs: the same questions and judge
+    assert len(received) == 10
 
 
 def test_a_judge_that_is_down_drops_episodes_and_stops_the_run_in_one_line(llamagym_tiny_model_dir, tmp_path,

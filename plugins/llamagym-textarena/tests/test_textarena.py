@@ -153,6 +153,31 @@ def test_a_single_player_run_and_its_eval(llamagym_tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_env_kwargs_reach_the_game(llamagym_tiny_model_dir, tmp_path):
+    """`--env-kwarg` sets the env's own settings (max_steps) and the TextArena game's (its registered kwargs)."""
+    env = llamagym.make_env("TextArena-GuessTheNumber-v0", max_steps=3, max_number=5)
+    assert env.max_steps == 3 and env.game_kwargs == {"max_number": 5}
+    assert llamagym.make_env("TextArena-Nim-v0", piles=[1, 1]).game_kwargs == {"piles": [1, 1]}
+    out = tmp_path / "guess"
+    result = invoke(*run_args(llamagym_tiny_model_dir, out, "TextArena-GuessTheNumber-v0"), "--env-kwarg",
+                    "max_steps=1", "--env-kwarg", "max_number=5")
+    assert result.exit_code == 0, result.output
+    assert all(e["turns"] == 1 for e in rows(out / "episodes.jsonl"))  # truncated after one guess
+    assert json.loads((out / "config.json").read_text())["config"]["env_kwargs"] == {"max_steps": 1,
+                                                                                     "max_number": 5}
+
+
+def test_a_kwarg_the_game_rejects_is_one_line(tmp_path):
+    out = tmp_path / "guess"
+    result = invoke("run", "--agent", "textarena", "--env", "TextArena-GuessTheNumber-v0", "--env-kwarg",
+                    "colour=red", "-o", out, "-q")
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: env 'TextArena-GuessTheNumber-v0' cannot be created with the keyword arguments "
+                           "colour='red' (TypeError:") and "colour" in line and "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_two_player_self_play_and_against_random_move(llamagym_tiny_model_dir, tmp_path):
     out = tmp_path / "ttt"
     result = invoke(*run_args(llamagym_tiny_model_dir, out, "TextArena-TicTacToe-v0"))

@@ -97,8 +97,8 @@ def user_game(path: str | Path | None) -> Path:
     """A game file the user has (.z8, .ulx): `path`, else $LLAMAGYM_TEXTWORLD_GAME."""
     chosen = path or os.environ.get(FILE_VARIABLE)
     if not chosen:
-        raise ConfigError(f"{FILE_ID} plays a game file: set {FILE_VARIABLE} to a .z8 or .ulx file, or use an id "
-                          f"like TextWorld-coin_collector-L5-s0 to generate one")
+        raise ConfigError(f"{FILE_ID} plays a game file: pass --env-kwarg path=FILE or set {FILE_VARIABLE} to a "
+                          f".z8 or .ulx file, or use an id like TextWorld-coin_collector-L5-s0 to generate one")
     file = Path(chosen).expanduser()
     if not file.is_file() or file.suffix not in GAME_SUFFIXES:
         raise ConfigError(f"TextWorld game {str(file)!r} is not a .z8/.ulx file that exists")

@@ -168,6 +168,16 @@ def run_args(model_dir, out, *extra):
             "-o", out, "-q", *extra]
 
 
+def test_the_path_kwarg_wins_over_the_game_variable(tmp_path, monkeypatch):
+    """`--env-kwarg path=FILE` (TextWorldEnv's `path`) is taken over $LLAMAGYM_TEXTWORLD_GAME."""
+    monkeypatch.setenv("LLAMAGYM_TEXTWORLD_GAME", str(tmp_path / "theirs.z8"))
+    with pytest.raises(ConfigError, match="mine.z8"):
+        llamagym.make_env("TextWorld-game", path=str(tmp_path / "mine.z8"))
+    monkeypatch.delenv("LLAMAGYM_TEXTWORLD_GAME")
+    with pytest.raises(ConfigError, match="pass --env-kwarg path=FILE or set LLAMAGYM_TEXTWORLD_GAME"):
+        llamagym.make_env("TextWorld-game")
+
+
 def rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -6,9 +6,7 @@ Importing this package is cheap; the engine and the game agent load torch on fir
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from llamagym.lazy import lazy_exports
 from llamagym.rollout.games.observation import SeatObservation
 
 _LAZY = {
@@ -25,10 +23,4 @@ _LAZY = {
 
 __all__ = ["SeatObservation", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'llamagym.rollout.games' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
