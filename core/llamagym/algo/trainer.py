@@ -219,7 +219,7 @@ class PPOTrainer:
         self.updates += 1
         stats.update(kl_stats)
         stats.update(score_stats)
-        if self.estimator.uses_values:  # this process's samples: how well the critic predicted their returns
+        if self.estimator.uses_values and samples:  # this process's samples: how well the critic predicted them
             stats["ppo/explained_variance"] = ppo.explained_variance(
                 torch.cat([_present(s.values) for s in samples]), torch.cat([_present(s.returns) for s in samples]))
         stats.update({"ppo/kl_coef": self.kl_controller.value, "ppo/samples": n_samples,
