@@ -147,7 +147,8 @@ def ppo_rate(agent: Agent, episodes: list, warm: list | None = None, **overrides
         trainer.optimizer.load_state_dict(optimizer_state)
     return {"samples": stats["ppo/samples"], "seconds": t["s"], "ppo_samples_per_s": stats["ppo/samples"] / t["s"],
             "shared_prefix_tokens": stats["ppo/shared_prefix_tokens"],
-            "rescored": stats["ppo/rescored_fraction"], "reference_scored": stats["ppo/reference_scored_fraction"]}
+            "rescored": stats["ppo/rescored_fraction"], "reference_scored": stats["ppo/reference_scored_fraction"],
+            "forward_rows": stats.get("ppo/forward_rows")}
 
 
 def update_ladder(old: Agent, new: Agent, episodes: list, warm: list, skip_ablations: bool) -> list[dict]:
@@ -181,6 +182,21 @@ def update_ladder(old: Agent, new: Agent, episodes: list, warm: list, skip_ablat
     return rows
 
 
+def repeat_rows(new: Agent, episodes: list, warm: list, large: list | None) -> list[dict]:
+    """The preset's update with and without `ppo.merge_repeats` on the same episodes, and, given `large` (a
+    bigger batch), merged on it: the repeats a batch holds grow with its size."""
+    ppo_rate(new, episodes[:16])  # first-call costs out of the first row
+    plan = [("the preset", episodes, {}), ("the preset, repeats merged", episodes, {"merge_repeats": True})]
+    if large:
+        plan.append((f"the preset, repeats merged, {len(large)} episodes", large, {"merge_repeats": True}))
+    rows = []
+    for name, batch, overrides in plan:
+        row = ppo_rate(new, batch, warm, **overrides)
+        rows.append({"ppo": name, **row})
+        print(f"  {name}: {row['seconds']:.1f}s, {row['forward_rows'] or row['samples']} rows", flush=True)
+    return rows
+
+
 def training_rate(name: str, overrides: dict, episodes: int, seed: int, model: str) -> dict[str, float]:
     """Episodes per minute of `llamagym run`'s loop (rollouts, updates, logging, no exact scoring), model loading
     not counted."""
@@ -209,6 +225,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--skip-ablations", action="store_true", help="only the default PPO configuration")
+    parser.add_argument("--repeats-only", action="store_true",
+                        help="only the rows of ppo.merge_repeats: the preset's update with and without it")
+    parser.add_argument("--large-update-episodes", type=int, default=512,
+                        help="episodes of the merged large-batch row (0: none)")
     parser.add_argument("--out", help="JSON path [default: benchmarks/results/throughput.json]")
     args = parser.parse_args()
 
@@ -219,6 +239,8 @@ def main() -> None:
     seed_agent = SeedBlackjackAgent(policy, tokenizer, args.device, None, NO_TRAINING, **common)
     device = seed_agent.device
     print(f"model {args.model} on {device}, precision {args.precision}, {torch.get_num_threads()} threads")
+    if args.repeats_only:
+        return repeats_only(policy, tokenizer, args, common)
     raw = ceiling(policy, device, args.precision)
     rows = []
     seq_seed = sequential_loop(seed_agent, args.seed_episodes, args.seed)
@@ -266,6 +288,23 @@ def main() -> None:
                                     "ratio_batched_over_sequential_same_settings": ratio_same,
                                     "peak_rss_gib_benchmark": rss, "time": time.strftime("%Y-%m-%d %H:%M:%S")},
                      args.out)
+    print(f"wrote {out}")
+
+
+def repeats_only(policy, tokenizer, args: argparse.Namespace, common: dict) -> None:
+    generation, ppo = preset_settings()
+    agent = BlackjackAgent(policy, tokenizer, args.device, generation, ppo, **common)
+    warm = engine_loop(agent, args.update_episodes, args.seed + 1, args.num_envs)[1]
+    batch = engine_loop(agent, args.update_episodes, args.seed, args.num_envs)[1]
+    large = (engine_loop(agent, args.large_update_episodes, args.seed + 2, args.num_envs)[1]
+             if args.large_update_episodes else None)
+    print("\none PPO update, repeated sequences merged or not:", flush=True)
+    rows = repeat_rows(agent, batch, warm, large)
+    print()
+    print_table(rows, ["ppo", "samples", "forward_rows", "seconds", "ppo_samples_per_s"])
+    print(f"per-sample / merged, one update of {len(batch)} episodes: {rows[0]['seconds'] / rows[1]['seconds']:.2f}x")
+    out = write_json("throughput-repeats", {"machine": machine(), "args": vars(args), "ppo": rows,
+                                            "time": time.strftime("%Y-%m-%d %H:%M:%S")}, args.out)
     print(f"wrote {out}")
 
 

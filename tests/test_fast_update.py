@@ -3,6 +3,8 @@ match a scoring forward, an update that takes them (and cached reference log-pro
 the weights the same way, and LoRA on the top layers only trains those layers."""
 
 import copy
+import math
+import random
 
 import pytest
 import torch
@@ -10,7 +12,8 @@ import torch
 from llamagym.agent.choices import ChoiceTrie
 from llamagym.agent.episode import Episode, Turn
 from llamagym.algo.reference import ReferenceCache, sequence_key
-from llamagym.algo.trainer import PPOTrainer, Sample, make_batch
+from llamagym.algo.trainer import (PPOTrainer, Repeats, Sample, group_repeats, length_grouped_minibatches,
+                                   make_batch)
 from llamagym.config import GenerationConfig, LoraConfig, PPOConfig
 from llamagym.policy.generation import sample_responses
 from llamagym.policy.models import add_lora
@@ -84,8 +87,8 @@ def _episodes(policy, settings):
 
 
 def _update(policy, episodes, **config):
-    trainer = PPOTrainer(policy, PPOConfig(mini_batch_size=3, ppo_epochs=2, learning_rate=1e-3, **config),
-                         pad_token_id=0)
+    config = {"mini_batch_size": 3, "ppo_epochs": 2, "learning_rate": 1e-3, **config}
+    trainer = PPOTrainer(policy, PPOConfig(**config), pad_token_id=0)
     stats = trainer.step(copy.deepcopy(episodes))
     return stats, trainer
 
@@ -140,3 +143,55 @@ def test_lora_on_the_top_layers_only_trains_those(tiny):
     everything = _policy(tiny, layers=total)[0]  # a preset's "last N" on a model of N layers or fewer: all
     assert {int(name.split("layers.")[1].split(".")[0]) for name, p in everything.named_parameters()
             if p.requires_grad and "lora" in name} == set(range(total))
+
+
+def test_merged_repeats_give_the_per_sample_update(tiny):
+    policy, _ = _policy(tiny)
+    episodes = _episodes(policy, GenerationConfig(max_new_tokens=3))  # each prompt's answer repeats in 3 episodes
+    samples = sum(len(e.turns) for e in episodes)
+    full = {"mini_batch_size": samples, "ppo_epochs": 1}  # one minibatch: both paths see the same samples
+    per_sample_policy, merged_policy = copy.deepcopy(policy), copy.deepcopy(policy)
+    per_sample, _ = _update(per_sample_policy, episodes, **full)
+    merged, _ = _update(merged_policy, episodes, merge_repeats=True, **full)
+    assert merged["ppo/forward_rows"] == len(PROMPTS) < samples
+    for key in ("ppo/loss/policy", "ppo/loss/value", "ppo/loss/total", "ppo/entropy", "ppo/clipfrac",
+                "ppo/approx_kl", "ppo/grad_norm"):
+        assert merged[key] == pytest.approx(per_sample[key], abs=1e-5), key
+    moved = False
+    for (name, a), b, before in zip(per_sample_policy.named_parameters(), merged_policy.parameters(),
+                                    policy.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+        moved |= not torch.equal(a, before)
+    assert moved
+
+
+def test_merging_without_repeats_is_bit_identical(tiny):
+    policy, _ = _policy(tiny)
+    episodes = _episodes(policy, GenerationConfig(max_new_tokens=3))[:1]  # three distinct prompts
+    plain_policy, merged_policy = copy.deepcopy(policy), copy.deepcopy(policy)
+    plain, _ = _update(plain_policy, episodes, mini_batch_size=2)
+    merged, _ = _update(merged_policy, episodes, mini_batch_size=2, merge_repeats=True)
+    assert merged.pop("ppo/forward_rows") == len(PROMPTS)
+    plain.pop("time/ppo_s"), merged.pop("time/ppo_s")
+    assert merged == plain
+    for a, b in zip(plain_policy.parameters(), merged_policy.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_repeats_are_grouped_by_prompt_answer_and_constraint():
+    samples = [Sample([1, 2], [3], 0.0, 0), Sample([1, 2], [3], 1.0, 1), Sample([1, 2], [3], 0.5, 2, [[3, 4]]),
+               Sample([1], [2, 3], 0.0, 3)]
+    groups = group_repeats(samples)
+    assert [[s.episode for s in g.samples] for g in groups] == [[0, 1], [2], [3]]
+    assert [g.count for g in group_repeats(samples, merge=False)] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("counts", [[1] * 13, [3, 1, 5, 1, 1, 2, 8, 1], [20]])
+def test_minibatches_of_repeats_count_samples(counts):
+    groups = [Repeats([Sample([1] * (i + 1), [2], 0.0, i)] * n) for i, n in enumerate(counts)]
+    batches = length_grouped_minibatches(groups, 4, random.Random(0), group_factor=2, count=lambda g: g.count)
+    assert sorted(id(g) for b in batches for g in b) == sorted(id(g) for g in groups)  # each group once
+    short = [b for b in batches if sum(g.count for g in b) < 4]
+    assert len(short) <= math.ceil(len(groups) / 8)  # only a group's last slice may fall short of the size
+    for batch in batches:  # a slice closes as soon as it is full: without its last group it was short
+        assert sum(g.count for g in batch[:-1]) < 4

@@ -78,6 +78,9 @@ class PPOConfig:
     reference_cache: int = option(65536, "sequences whose reference log-probs are kept: the reference never "
                                   "changes, so a prompt and answer seen before are not scored again (0: score "
                                   "every sample)", min=0)
+    merge_repeats: bool = option(False, "train on one forward row per distinct prompt, answer and constraint of "
+                                 "a minibatch, each repeat keeping its own advantage (the same loss, fewer rows "
+                                 "where a batch repeats sequences, as Blackjack's 280 states do)")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
     max_nonfinite_updates: int = option(
         3, "consecutive updates skipped for NaN/inf before training stops", min=1)

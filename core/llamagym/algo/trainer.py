@@ -119,27 +119,73 @@ def stack_right(tensors: Sequence[torch.Tensor], k: int, device: torch.device) -
     return out
 
 
+@dataclass
+class Repeats:
+    """The samples of an update that share prompt, answer and constraint. Their new log-probs and values are the
+    same, so one row of the training forward pass serves them all; each keeps its own old log-probs, advantages
+    and returns, so the loss is the per-sample loss."""
+
+    samples: list[Sample]
+
+    @property
+    def length(self) -> int:
+        return self.samples[0].length
+
+    @property
+    def count(self) -> int:
+        return len(self.samples)
+
+
+def group_repeats(samples: Sequence[Sample], merge: bool = True) -> list[Repeats]:
+    """`samples` grouped by sequence, in order of first occurrence (`merge` False: one group per sample)."""
+    if not merge:
+        return [Repeats([sample]) for sample in samples]
+    groups: dict[bytes, Repeats] = {}
+    for sample in samples:
+        key = sequence_key(sample.query, sample.response, sample.allowed)
+        groups.setdefault(key, Repeats([])).samples.append(sample)
+    return list(groups.values())
+
+
 class _HasLength(Protocol):
     @property
     def length(self) -> int: ...
 
 
-_Sized = TypeVar("_Sized", bound=_HasLength)  # a Sample, or what stands for one (`global_batch._Slot`)
+_Sized = TypeVar("_Sized", bound=_HasLength)  # a Sample, Repeats, or what stands for one (`global_batch._Slot`)
 
 
 def length_grouped_minibatches(samples: Sequence[_Sized], size: int, rng: random.Random,
-                               group_factor: int = 8) -> list[list[_Sized]]:
+                               group_factor: int = 8, count: Callable[[_Sized], int] = lambda _: 1
+                               ) -> list[list[_Sized]]:
     """Shuffled minibatches in which sequences of similar length sit together, so little compute goes to
-    padding: shuffle, cut into groups of `group_factor` minibatches, sort each group by length, slice it."""
+    padding: shuffle, cut into groups of `group_factor` minibatches, sort each group by length, slice it.
+    A minibatch closes once the `count` of its items (1 each, or the samples a `Repeats` holds) reaches `size`."""
     order = list(samples)
     rng.shuffle(order)
     batches: list[list[_Sized]] = []
     group = size * group_factor
     for start in range(0, len(order), group):
         chunk = sorted(order[start:start + group], key=lambda s: s.length)
-        batches.extend(chunk[i:i + size] for i in range(0, len(chunk), size))
+        batches.extend(_cut(chunk, size, count))
     rng.shuffle(batches)
     return batches
+
+
+def _cut(items: list[_Sized], size: int, count: Callable[[_Sized], int]) -> list[list[_Sized]]:
+    """Consecutive slices of `items`, each closed once its items' counts add up to `size`."""
+    slices: list[list[_Sized]] = []
+    current: list[_Sized] = []
+    filled = 0
+    for item in items:
+        current.append(item)
+        filled += count(item)
+        if filled >= size:
+            slices.append(current)
+            current, filled = [], 0
+    if current:
+        slices.append(current)
+    return slices
 
 
 class PPOTrainer:
@@ -416,11 +462,12 @@ class PPOTrainer:
         totals: dict[str, float] = {}
         finite_steps = steps = epochs_run = 0
         grad_norms: list[float] = []
+        repeats = group_repeats(samples, merge=cfg.merge_repeats)
         for _ in range(cfg.ppo_epochs):
             epochs_run += 1
             self._progress(f"epoch {epochs_run}/{cfg.ppo_epochs}")
-            batches = (length_grouped_minibatches(samples, cfg.mini_batch_size, self.rng) if self.sync is None
-                       else self.sync.minibatches(samples, cfg.mini_batch_size, self.rng))
+            batches = (length_grouped_minibatches(repeats, cfg.mini_batch_size, self.rng, count=_count)
+                       if self.sync is None else self.sync.minibatches(samples, cfg.mini_batch_size, self.rng))
             epoch_kl, window_finite = [], True
             for index, minibatch in enumerate(batches):
                 stats = self._minibatch_loss(minibatch)
@@ -439,25 +486,35 @@ class PPOTrainer:
         self.model.eval()
         count = totals.pop("_count")
         out = {key: value / count for key, value in totals.items()}
+        if cfg.merge_repeats:
+            out["ppo/forward_rows"] = len(repeats)  # the distinct sequences each epoch trains on
         out.update({"ppo/epochs": epochs_run, "ppo/finite_steps": finite_steps,
                     "ppo/skipped_steps": steps - finite_steps,
                     "ppo/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan")})
         return out
 
-    def _minibatch_loss(self, minibatch: list[Sample]) -> dict[str, float]:
+    def _minibatch_loss(self, minibatch: Sequence[Repeats] | Share) -> dict[str, float]:
+        """The clipped PPO loss of one minibatch, backpropagated; a `Repeats` is one forward row whose log-probs,
+        values and entropy each of its samples reads (`rows`), so the loss is the per-sample one."""
         cfg = self.config
         if self.sync is not None and not minibatch:  # another process holds this whole minibatch
-            return self.sync.minibatch_stats(None, minibatch)
-        batch = self._batch(minibatch)
+            return self.sync.minibatch_stats(None, cast("Share", minibatch))
+        groups = cast("list[Repeats]", minibatch) if self.sync is None else group_repeats(cast("Share", minibatch), merge=False)
+        members = [sample for group in groups for sample in group.samples]
+        batch = self._batch([group.samples[0] for group in groups])
         logprobs, values, entropy = self._forward(self.model, batch, with_entropy=True)
         assert entropy is not None  # with_entropy=True
-        old_logprobs = stack_right([_present(s.old_logprobs) for s in minibatch], batch.k, self.device)
-        old_values = stack_right([_present(s.values) for s in minibatch], batch.k, self.device)
-        advantages = stack_right([_present(s.advantages) for s in minibatch], batch.k, self.device)
-        returns = stack_right([_present(s.returns) for s in minibatch], batch.k, self.device)
-        pg_loss, pg_stats = ppo.policy_loss(logprobs, old_logprobs, advantages, batch.mask, cfg.cliprange)
-        vf_loss, vf_clipfrac = ppo.value_loss(values, old_values, returns, batch.mask, cfg.cliprange_value)
-        mean_entropy = ppo.masked_mean(entropy, batch.mask)
+        mask = batch.mask
+        if len(members) > len(groups):  # repeated sequences: every sample reads its sequence's row
+            rows = torch.tensor([row for row, group in enumerate(groups) for _ in group.samples], device=self.device)
+            logprobs, values, entropy, mask = logprobs[rows], values[rows], entropy[rows], mask[rows]
+        old_logprobs = stack_right([_present(s.old_logprobs) for s in members], batch.k, self.device)
+        old_values = stack_right([_present(s.values) for s in members], batch.k, self.device)
+        advantages = stack_right([_present(s.advantages) for s in members], batch.k, self.device)
+        returns = stack_right([_present(s.returns) for s in members], batch.k, self.device)
+        pg_loss, pg_stats = ppo.policy_loss(logprobs, old_logprobs, advantages, mask, cfg.cliprange)
+        vf_loss, vf_clipfrac = ppo.value_loss(values, old_values, returns, mask, cfg.cliprange_value)
+        mean_entropy = ppo.masked_mean(entropy, mask)
         vf_coef = cfg.vf_coef if self.estimator.uses_values else 0.0  # grpo, reinforce: no value head to train
         loss = pg_loss + vf_coef * vf_loss - cfg.entropy_coef * mean_entropy
         finite = bool(torch.isfinite(loss))
@@ -509,6 +566,10 @@ class PPOTrainer:
         self.load_state_dict(state)
         for group, settings in zip(self.optimizer.param_groups, configured):
             group.update({k: v for k, v in settings.items() if v is not None})
+
+
+def _count(group: Repeats) -> int:
+    return group.count
 
 
 def _accumulate(totals: dict[str, float], stats: dict[str, float]) -> None:
