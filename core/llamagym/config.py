@@ -80,7 +80,7 @@ class PPOConfig:
                                   "every sample)", min=0)
     merge_repeats: bool = option(False, "train on one forward row per distinct prompt, answer and constraint of "
                                  "a minibatch, each repeat keeping its own advantage (the same loss, fewer rows "
-                                 "where a batch repeats sequences, as Blackjack's 280 states do)")
+                                 "where a batch repeats sequences, as Blackjack's 280 states do; one-process runs only)")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
     max_nonfinite_updates: int = option(
         3, "consecutive updates skipped for NaN/inf before training stops", min=1)

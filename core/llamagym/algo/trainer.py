@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol, TypeVar, cast
 
 import torch
@@ -58,6 +59,11 @@ class Sample:
     @property
     def length(self) -> int:
         return len(self.query) + len(self.response)
+
+    @cached_property
+    def key(self) -> bytes:
+        """What its reference log-probs, and its new ones, depend on (`sequence_key`)."""
+        return sequence_key(self.query, self.response, self.allowed)
 
 
 @dataclass
@@ -142,8 +148,7 @@ def group_repeats(samples: Sequence[Sample], merge: bool = True) -> list[Repeats
         return [Repeats([sample]) for sample in samples]
     groups: dict[bytes, Repeats] = {}
     for sample in samples:
-        key = sequence_key(sample.query, sample.response, sample.allowed)
-        groups.setdefault(key, Repeats([])).samples.append(sample)
+        groups.setdefault(sample.key, Repeats([])).samples.append(sample)
     return list(groups.values())
 
 
@@ -323,10 +328,9 @@ class PPOTrainer:
         sequence was scored before; the value of the state each truncated episode was cut at."""
         self.model.eval()
         unscored = [s for s in samples if not self._take_sampled(s)]
-        keys = [sequence_key(s.query, s.response, s.allowed) for s in samples]
         missing = []
-        for sample, key in zip(samples, keys):
-            sample.ref_logprobs = self.reference_cache.get(key)
+        for sample in samples:
+            sample.ref_logprobs = self.reference_cache.get(sample.key)
             if sample.ref_logprobs is None:
                 missing.append(sample)
         in_both = {id(s) for s in unscored} & {id(s) for s in missing}
@@ -335,9 +339,9 @@ class PPOTrainer:
         self._score_chunks([s for s in unscored if id(s) not in in_both], policy=True, reference=False)
         self._score_chunks([s for s in missing if id(s) not in in_both], policy=False, reference=True)
         scored = {id(s) for s in missing}
-        for sample, key in zip(samples, keys):
+        for sample in samples:
             if id(sample) in scored:
-                self.reference_cache.put(key, _present(sample.ref_logprobs))
+                self.reference_cache.put(sample.key, _present(sample.ref_logprobs))
         self._score_bootstraps(self._bootstrapped(samples))
         n = max(len(samples), 1)  # data-parallel: this process may hold none of the batch
         return {"ppo/rescored_fraction": len(unscored) / n, "ppo/reference_scored_fraction": len(missing) / n}
@@ -462,7 +466,8 @@ class PPOTrainer:
         totals: dict[str, float] = {}
         finite_steps = steps = epochs_run = 0
         grad_norms: list[float] = []
-        repeats = group_repeats(samples, merge=cfg.merge_repeats)
+        merge = cfg.merge_repeats and self.sync is None  # data-parallel minibatches are planned per sample
+        repeats = group_repeats(samples, merge=merge)
         for _ in range(cfg.ppo_epochs):
             epochs_run += 1
             self._progress(f"epoch {epochs_run}/{cfg.ppo_epochs}")
@@ -486,7 +491,7 @@ class PPOTrainer:
         self.model.eval()
         count = totals.pop("_count")
         out = {key: value / count for key, value in totals.items()}
-        if cfg.merge_repeats:
+        if merge:
             out["ppo/forward_rows"] = len(repeats)  # the distinct sequences each epoch trains on
         out.update({"ppo/epochs": epochs_run, "ppo/finite_steps": finite_steps,
                     "ppo/skipped_steps": steps - finite_steps,
@@ -499,7 +504,8 @@ class PPOTrainer:
         cfg = self.config
         if self.sync is not None and not minibatch:  # another process holds this whole minibatch
             return self.sync.minibatch_stats(None, cast("Share", minibatch))
-        groups = cast("list[Repeats]", minibatch) if self.sync is None else group_repeats(cast("Share", minibatch), merge=False)
+        groups = (cast("list[Repeats]", minibatch) if self.sync is None
+                  else group_repeats(cast("Share", minibatch), merge=False))
         members = [sample for group in groups for sample in group.samples]
         batch = self._batch([group.samples[0] for group in groups])
         logprobs, values, entropy = self._forward(self.model, batch, with_entropy=True)
