@@ -24,10 +24,10 @@ episodes differ by the policy's sampling (seeded alike for every row: the same e
 they are sampled, not greedy, since greedy decoding would play one episode 100 times.
 
 Budget: `--minutes` (default 30) is the training time, warm start included (the sft-ppo arm gives PPO what the
-warm start left). The run loop has no time limit of its own, so the benchmark asks the run to stop the way
-`llamagym run --num-processes` does (the run's stop file, $LLAMAGYM_STOP_FILE): it stops at the next episode
-boundary after the budget, with a final checkpoint and its adapter (the update in progress finishes first, so a
-run may overrun by one update). `--episodes` only caps the run (default: 100000, never reached in 30 minutes).
+warm start left). It is the run's own time limit (`llamagym run --max-minutes`): the run stops at its first
+commit past the budget, right after an update, with a final checkpoint and its adapter, so a run may overrun by
+one batch's rollouts and its update. `--episodes` only caps the run (default: 100000, never reached in 30
+minutes).
 
 Cost per turn: every evaluation records, for each turn index, the mean prompt length in tokens and the seconds
 of the agent's act call per turn (one batched generation shared by the envs that wait, divided among them; with
@@ -43,20 +43,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+from budget import learning_curve, train_for
 from common import RESULTS, machine, parse_overrides, peak_rss_gib, print_table, timer, write_json
 from llamagym.config import RunConfig, build, merge, to_dict
 from llamagym.plugins.registry import get_registry
 from llamagym.rollout.engine import EpisodeResult, episode_seed
-from llamagym.run.interrupts import STOP_FILE_ENV
 from llamagym.run.setup import build_agent, config_from_run, make_engine, resolve_config
 from llamagym.tools.evaluation import wilson_interval
 
@@ -251,59 +248,6 @@ def warm_start(config: RunConfig, args: argparse.Namespace, root: Path) -> dict[
             "settings": vars(settings)}
 
 
-# ---- training within the budget ---------------------------------------------------------------------------------
-
-def train_for(config: RunConfig, run_dir: Path, minutes: float,
-              trainer: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Train with the library's own loop (`llamagym.run.training.train`, what `llamagym run` does) until
-    `config.episodes` or `minutes`, whichever comes first: past the budget the run's stop file is written, and the
-    run stops at the next episode boundary with its checkpoint and adapter."""
-    run = trainer or (lambda c, d, overwrite: _train(c, d, overwrite, True))
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    stop_file = run_dir.parent / f".{run_dir.name}.stop"
-    stop_file.unlink(missing_ok=True)
-
-    def out_of_time() -> None:
-        stop_file.write_text("15")  # SIGTERM: the run stops as a scheduler's preemption stops it
-
-    clock = threading.Timer(max(minutes, 0.0) * 60, out_of_time)
-    clock.daemon = True
-    previous = os.environ.get(STOP_FILE_ENV)
-    os.environ[STOP_FILE_ENV] = str(stop_file)
-    started = time.perf_counter()
-    clock.start()
-    try:
-        summary = run(config, run_dir, overwrite=True)
-    finally:
-        clock.cancel()
-        if previous is None:
-            os.environ.pop(STOP_FILE_ENV, None)
-        else:
-            os.environ[STOP_FILE_ENV] = previous
-    summary = dict(summary)
-    summary["stopped_by_budget"] = stop_file.is_file()
-    summary["budget_minutes"] = minutes
-    summary["minutes"] = (time.perf_counter() - started) / 60
-    stop_file.unlink(missing_ok=True)
-    return summary
-
-
-def learning_curve(run_dir: Path) -> list[dict[str, Any]]:
-    """Per PPO update: the episodes trained so far and the success rate of that update's training episodes (a
-    return above 0: the coin taken, the treasure found), with its Wilson interval."""
-    from llamagym.run.metrics import read_jsonl
-
-    curve = []
-    for row in read_jsonl(run_dir / "metrics.jsonl"):
-        rate, n = row.get("env/win_rate"), int(row.get("env/episodes") or 0)
-        if isinstance(rate, (int, float)) and n:
-            curve.append({"update": row.get("update"), "episodes": row.get("episodes"), "success_rate": rate,
-                          "success_ci": list(wilson_interval(round(rate * n), n)), "batch": n,
-                          "turns_per_episode": row.get("env/turns_per_episode"), "kl": row.get("ppo/kl"),
-                          "time_s": row.get("time_s")})
-    return curve
-
-
 def plot(report: dict[str, Any], output: Path) -> Path:
     """Three panels: the training success rate per update (with the evaluation rates beside it), and the prompt
     tokens and seconds per turn index of each evaluation."""
@@ -416,11 +360,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         else:
             run_dir = root / "run"
             left = args.minutes - budget.get("warm_start_minutes", 0.0)
-            report["run"] = train_for(run_config, run_dir, left,
-                                      lambda c, d, overwrite: _train(c, d, overwrite, not args.quiet))
+            report["run"] = train_for(run_config, run_dir, left, show_progress=not args.quiet)
             budget["ppo_minutes"] = report["run"]["minutes"]
             budget["stopped_by_budget"] = report["run"]["stopped_by_budget"]
-        report["learning_curve"] = learning_curve(run_dir)
+        report["learning_curve"] = learning_curve(run_dir, "env/win_rate", "env/episodes")
         label = "SFT, then PPO" if args.arm == "sft-ppo" else "PPO"
         scored("trained", f"{label} ({report['run']['episodes']} episodes)", str(run_dir / "adapter"))
         from llamagym.tools.plotting import plot_run
@@ -442,12 +385,6 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     show(report)
     print(f"wrote {out} and {report['plot']}")
     return report
-
-
-def _train(config: RunConfig, run_dir: Path, overwrite: bool, show_progress: bool) -> dict[str, Any]:
-    from llamagym.run.training import train
-
-    return train(config, run_dir, overwrite=overwrite, show_progress=show_progress)
 
 
 def show(report: dict[str, Any]) -> None:

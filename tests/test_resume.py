@@ -207,6 +207,57 @@ def test_sigterm_stops_cleanly_with_143(tiny_model_dir, tmp_path, with_plugins):
     assert signal.getsignal(signal.SIGTERM) is handler_before  # the run's handlers are gone
 
 
+def test_max_minutes_stops_right_after_an_update_then_resumes(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    # a limit reached at once: the run still plays until its first commit, the end of the first update
+    result = invoke(*run_args(tiny_model_dir, out, episodes=8), "--max-minutes", 1e-6)
+    assert result.exit_code == 0, result.output
+    assert "stopped at the time limit, max_minutes = 1e-06, after 2 of 8 episodes" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["time_limit_reached"] and summary["interrupted"] is None
+    assert (out / "adapter").is_dir()
+    assert_rows_continue(out, episodes=2, updates=1)  # no episode played was thrown away
+
+    before = (out / "metrics.jsonl").read_bytes()
+    again = invoke("run", "--resume", out, "-q")  # the same limit: already spent, nothing loaded or changed
+    assert again.exit_code == 0 and "has already trained" in again.output and "--max-minutes" in again.output
+    assert (out / "metrics.jsonl").read_bytes() == before
+    longer = invoke("run", "--resume", out, "-q", "--max-minutes", 0)
+    assert longer.exit_code == 0, longer.output
+    assert_rows_continue(out, episodes=8, updates=4)
+    assert not json.loads((out / "summary.json").read_text())["time_limit_reached"]
+
+
+def test_the_time_limit_is_checked_only_where_the_run_commits():
+    from llamagym.run.interrupts import StopRequest
+
+    clock = [0.0]
+    stop = StopRequest()
+    stop.set_time_limit(60.0, lambda: clock[0])
+    clock[0] = 59.0
+    stop.committed()
+    assert not stop.requested
+    clock[0] = 61.0
+    assert not stop.requested  # past the limit, but between commits: the run goes on to the next update
+    stop.committed()
+    assert stop.requested and stop.timed_out and stop.signal is None and stop.exit_code == 0
+
+
+def test_every_process_stops_when_one_reaches_the_time_limit():
+    from llamagym.distributed.replicas import Replicas
+    from llamagym.run.interrupts import StopRequest
+
+    class Gathered:
+        world_size, rank = 2, 0
+
+        def gather(self, value):
+            return [value, (None, True, None)]  # the other process is past its limit
+
+    stop = StopRequest()
+    assert Replicas(Gathered()).agree(stop, None) == (True, None)
+    assert stop.timed_out and stop.signal is None
+
+
 def test_a_second_ctrl_c_stops_at_once_keeping_the_previous_checkpoint(tiny_model_dir, tmp_path, with_plugins):
     with_plugins(_signal_plugin([(3, signal.SIGINT), (3, signal.SIGTERM)]))
     out = tmp_path / "run"

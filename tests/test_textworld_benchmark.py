@@ -87,23 +87,15 @@ def test_the_sft_ppo_arm_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path):
     assert out.with_suffix(".png").is_file() and Path(written["run_plot"]).is_file()
 
 
-def test_the_budget_stops_a_run(monkeypatch, tmp_path):
-    """Past the budget the run's stop file is written, which the run loop reads at its next episode boundary."""
-    import os
-
-    from llamagym.run.interrupts import STOP_FILE_ENV
+def test_the_budget_is_the_runs_own_time_limit(tmp_path):
+    """The budget becomes the run's max_minutes; the run's summary says whether it stopped there."""
+    from llamagym.config import RunConfig
 
     seen = {}
 
     def trainer(config, run_dir, overwrite):
-        import time
+        seen["max_minutes"] = config.max_minutes
+        return {"episodes": 1, "time_limit_reached": True}
 
-        time.sleep(0.3)
-        seen["file"] = os.environ[STOP_FILE_ENV]
-        return {"episodes": 1}
-
-    from llamagym.config import RunConfig
-
-    summary = bench.train_for(RunConfig(), tmp_path / "run", 0.001, trainer)
-    assert summary["stopped_by_budget"] and seen["file"].endswith(".run.stop")
-    assert STOP_FILE_ENV not in os.environ and not Path(seen["file"]).exists()
+    summary = bench.train_for(RunConfig(), tmp_path / "run", 0.5, trainer)
+    assert seen["max_minutes"] == 0.5 and summary["stopped_by_budget"] and summary["budget_minutes"] == 0.5

@@ -154,6 +154,9 @@ class RunConfig:
     init_adapter: str = option("", "start from this LoRA adapter (and its value head, if saved) instead of fresh "
                                "adapters: a `llamagym sft` output, a run directory, an adapter or a checkpoint")
     episodes: int = option(500, "training episodes", min=1)
+    max_minutes: float = option(0.0, "stop once the run has trained this many minutes (rollouts and updates, "
+                                "resumed time included), at the first commit after it: right after an update, with "
+                                "its checkpoint (0: no limit)", min=0.0)
     seed: int = option(0, "seed for the model's sampling and the environments", min=0, max=2**32 - 1)
     num_envs: int = option(16, "environment copies stepped together (one batched generation)", min=1)
     device: str = option("auto", "torch device: auto, cpu, cuda, cuda:1, mps")

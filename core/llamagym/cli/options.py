@@ -19,8 +19,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SEPARATOR = "__"
-TOP_LEVEL = ("model", "init_adapter", "episodes", "seed", "num_envs", "device", "precision", "checkpoint_every",
-             "report_to", "max_env_errors", "record_conversations", "score_policy")
+TOP_LEVEL = ("model", "init_adapter", "episodes", "max_minutes", "seed", "num_envs", "device", "precision",
+             "checkpoint_every", "report_to", "max_env_errors", "record_conversations", "score_policy")
 
 
 def _option_for(section: str | None, spec: dataclasses.Field) -> click.Option:

@@ -43,6 +43,7 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     Settings are layered: defaults < the agent's preset < --config file < flags.
     Ctrl-C (or SIGTERM) stops at the next episode boundary with a checkpoint, exiting with 130 (143);
     `--resume DIR` continues from there. A second Ctrl-C stops at once, keeping the previous checkpoint.
+    --max-minutes M stops (exit 0) right after the first update that ends past M minutes of training.
     """
     from llamagym.run.training import train  # imports torch: not for --help
 
@@ -70,15 +71,24 @@ def run_command(agent, env, config_file, output, resume_dir, overwrite, no_prese
     if not is_main_process():
         return
     if summary.get("already_complete"):
-        click.echo(f"the run in {output} already has its {summary['episodes']} episodes ({summary['updates']} "
-                   f"updates): nothing to train, nothing changed; pass --episodes larger than {summary['episodes']} "
-                   f"to train it further")
+        if summary["episodes"] < config.episodes:  # its time is spent
+            click.echo(f"the run in {output} has already trained {summary['wall_time_s'] / 60:.1f} minutes, its "
+                       f"max_minutes = {config.max_minutes:g}: nothing to train, nothing changed; pass --max-minutes "
+                       f"larger than {summary['wall_time_s'] / 60:.1f} (or 0: no limit) to train it further")
+        else:
+            click.echo(f"the run in {output} already has its {summary['episodes']} episodes ({summary['updates']} "
+                       f"updates): nothing to train, nothing changed; pass --episodes larger than "
+                       f"{summary['episodes']} to train it further")
         return
     if summary["interrupted"]:
         click.echo(f"stopped by {summary['interrupted']} after {summary['episodes']} episodes, "
                    f"{summary['updates']} updates; checkpoint {summary['checkpoint']}")
         click.echo(f"continue with: llamagym run --resume {summary['output']}")
         click.get_current_context().exit(summary["exit_code"])
+    if summary.get("time_limit_reached"):
+        click.echo(f"stopped at the time limit, max_minutes = {config.max_minutes:g}, after {summary['episodes']} of "
+                   f"{config.episodes} episodes; continue with: llamagym run --resume {summary['output']} "
+                   f"--max-minutes M (M larger, or 0: no limit)")
     dropped = f" ({summary['dropped_episodes']} dropped for environment errors)" if summary["dropped_episodes"] else ""
     click.echo(f"trained {summary['episodes']} episodes{dropped}, {summary['updates']} updates in "
                f"{summary['wall_time_s']:.0f}s; return over the last 100 episodes {summary['last_100_return']:+.3f}")

@@ -79,15 +79,19 @@ class Replicas:
         return max(0, episodes // batch - self.updates_here) + (1 if episodes % batch else 0)
 
     def agree(self, stop: StopRequest | None, failure: str | None) -> tuple[bool, str | None]:
-        """Every process's stop signal and environment failure, so that all stop (or fail) after the same update;
-        a signal another process got becomes this one's too (process 0 writes the summary)."""
-        signal = stop.signal if stop is not None and stop.requested else None
-        seen = self.dp.gather((signal, failure))
-        failures = [f"process {rank}: {text}" for rank, (_, text) in enumerate(seen) if text is not None]
-        signals = [number for number, _ in seen if number is not None]
+        """Every process's stop signal, time limit and environment failure, so that all stop (or fail) after the
+        same update; a signal another process got, or its clock's time limit, becomes this one's too (process 0
+        writes the summary)."""
+        signal = stop.signal if stop is not None and stop.signalled else None
+        timed_out = stop is not None and stop.timed_out
+        seen = self.dp.gather((signal, timed_out, failure))
+        failures = [f"process {rank}: {text}" for rank, (_, _, text) in enumerate(seen) if text is not None]
+        signals = [number for number, _, _ in seen if number is not None]
         if stop is not None and stop.signal is None and signals:
             stop.signal = signals[0]
-        return bool(signals), failures[0] if failures else None
+        if stop is not None and any(late for _, late, _ in seen):
+            stop.timed_out = True
+        return stop is not None and stop.requested, failures[0] if failures else None
 
     def episode_stats(self, episodes: list[Episode]) -> dict[str, float]:
         """`agent.episode_stats` over the episodes of every process."""

@@ -1,11 +1,12 @@
 """Stopping a run politely: the first SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) asks the run to stop
-at the next episode boundary, where it checkpoints and exits; a second one stops it at once."""
+at the next episode boundary, where it checkpoints and exits; a second one stops it at once. A time limit
+(`max_minutes`) stops it too, but only where it commits (right after an update), so no episode played is lost."""
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,18 +19,34 @@ STOP_FILE_ENV = "LLAMAGYM_STOP_FILE"
 
 
 class StopRequest:
-    """Which signal asked the run to stop (None while none has), by a handler or through the stop file."""
+    """Which signal asked the run to stop (None while none has), by a handler or through the stop file; and
+    whether the run's clock has passed its time limit at a commit (`timed_out`)."""
 
     def __init__(self, file: Path | None = None) -> None:
         self.signal: int | None = None
         self.file = file
+        self.timed_out = False
+        self.limit: tuple[float, Callable[[], float]] | None = None
+
+    def set_time_limit(self, seconds: float, clock: Callable[[], float]) -> None:
+        """Stop at the first commit at which `clock()` (the run's training seconds) has reached `seconds`."""
+        self.limit = (seconds, clock)
+
+    def committed(self) -> None:
+        """The run just committed (nothing waits untrained): past the time limit, it stops here."""
+        if self.limit is not None and self.limit[1]() >= self.limit[0]:
+            self.timed_out = True
 
     @property
-    def requested(self) -> bool:
+    def signalled(self) -> bool:
         if self.signal is None and self.file is not None and self.file.is_file():
             text = self.file.read_text(encoding="utf-8").strip()
             self.signal = int(text) if text.isdigit() else int(signal.SIGTERM)
         return self.signal is not None
+
+    @property
+    def requested(self) -> bool:
+        return self.signalled or self.timed_out
 
     @property
     def name(self) -> str:
@@ -56,7 +73,7 @@ def stop_requests() -> Iterator[StopRequest]:
     request = StopRequest(Path(os.environ[STOP_FILE_ENV]) if os.environ.get(STOP_FILE_ENV) else None)
 
     def handler(signum: int, frame: Any) -> None:
-        if request.requested:
+        if request.signalled:
             raise ForcedStop(signum)
         request.signal = signum
 

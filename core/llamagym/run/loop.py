@@ -6,7 +6,7 @@ decides when a batch is full, updates, records, checkpoints and stops:
         Trajectory  -> store the episode in its policy's batch; a full batch -> update (trainer.step: scores,
                        advantages by GAE / GRPO / REINFORCE, PPO epochs), log its stats
         Finished    -> log the episode; count environment errors; commit (the checkpoint point) once nothing
-                       waits untrained; stop at a SIGINT/SIGTERM
+                       waits untrained; stop at a SIGINT/SIGTERM, or at a commit past the time limit
         Drained     -> grouped batches (GRPO): train what is stored, so the next group starts on the new policy
     then train what is left, and commit.
 
@@ -162,6 +162,11 @@ def train_loop(engine: Engine, episodes: int, *, start_index: int = 0, log: RunL
 
     stopped, failure = False, None
 
+    def commit() -> None:
+        log.commit()
+        if stop is not None:
+            stop.committed()  # past the time limit (max_minutes) the run stops here, where no episode is lost
+
     def update(learner: Learner, ending: int = 0) -> None:
         nonlocal stopped, failure
         with learner.training(), log.updating(learner):
@@ -169,7 +174,7 @@ def train_loop(engine: Engine, episodes: int, *, start_index: int = 0, log: RunL
         if stats:
             log.update(learner, engine.after_update(learner, stats), ending)
         if group.size > 1:  # processes commit, and agree to stop or fail, together: right after each update
-            log.commit()
+            commit()
             stopped, failure = group.agree(stop, failure)
             if failure is not None:
                 raise TrainingError(failure)
@@ -192,7 +197,7 @@ def train_loop(engine: Engine, episodes: int, *, start_index: int = 0, log: RunL
             failure = failure or budget.count(event.result)  # too many environment errors in a row
             if group.size == 1:
                 if not main.agent.buffer:
-                    log.commit()  # nothing waits untrained: a resumed run continues from here
+                    commit()  # nothing waits untrained: a resumed run continues from here
                 stopped, failure = group.agree(stop, failure)
         if stopped:  # a stop request wins over an environment failure seen at the same episode
             return results

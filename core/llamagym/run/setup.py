@@ -152,15 +152,17 @@ def resume_config(run_dir: Path, flags: dict[str, Any], config_file: str | None 
 
 
 def finished_run(run_dir: Path, config: RunConfig) -> dict[str, Any] | None:
-    """For `--resume`: the run's summary when it already has its `config.episodes` episodes, trained and saved
-    (nothing is left to do); None when there are episodes to play (or the end was not written: the resume writes
-    it). Fewer episodes than the run already has is a one-line error."""
-    have, checkpoint = resumed_episodes(run_dir)
+    """For `--resume`: the run's summary when nothing is left to do: it already has its `config.episodes`
+    episodes, or has trained its `config.max_minutes`, trained and saved; None when there are episodes to play (or
+    the end was not written: the resume writes it). Fewer episodes than the run already has is a one-line error."""
+    state, checkpoint = resumed_state(run_dir)
+    have = state["episodes"] if state else 0
     if config.episodes < have:
         raise UsageError(f"cannot resume {str(run_dir)!r} with episodes = {config.episodes}: the run already has "
                          f"{have} episodes (checkpoint {checkpoint}); episodes counts the whole run, so pass "
                          f"--episodes larger than {have} to train it further")
-    if not have or config.episodes != have or not (run_dir / ADAPTER_DIR).is_dir():
+    out_of_time = state is not None and 0 < config.max_minutes <= float(state.get("time_s") or 0.0) / 60
+    if not have or (config.episodes != have and not out_of_time) or not (run_dir / ADAPTER_DIR).is_dir():
         return None
     try:
         summary = read_json_object(run_dir / SUMMARY_FILE)
@@ -169,17 +171,17 @@ def finished_run(run_dir: Path, config: RunConfig) -> dict[str, Any] | None:
     return summary if summary.get("episodes") == have else None
 
 
-def resumed_episodes(run_dir: Path) -> tuple[int, str | None]:
-    """The episodes a run has as the checkpoint a resume continues from counts them, the newest whose files match
-    their checksums (0 with none), and the checkpoint's name."""
+def resumed_state(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The state (episodes, updates, training seconds, ...) of the checkpoint a resume continues from, the newest
+    whose files match their checksums (None with none), and the checkpoint's name."""
     root = Path(run_dir) / CHECKPOINTS
     for path in sorted(root.glob("update-*"), reverse=True) if root.is_dir() else []:
         try:
             check_checksums(path)
-            return read_state(path)["episodes"], path.name
+            return read_state(path), path.name
         except LlamaGymError:  # damaged: the resume falls back to an older one, and says so
             continue
-    return 0, None
+    return None, None
 
 
 def check_resumable(saved: RunConfig, config: RunConfig) -> None:

@@ -41,11 +41,14 @@ def train(config: RunConfig, output: Path | None = None, *, resume: bool = False
     Started by a launcher (`--num-processes`, `accelerate launch`, torchrun), each process runs this with its
     share of the episodes; process 0 writes the files. The first SIGINT/SIGTERM stops at the next episode
     boundary (after the next update, with several processes) with a final checkpoint (the summary's
-    `interrupted` names the signal); a second raises `ForcedStop` at once. A `TrainingError` (repeated NaNs,
-    repeated environment errors) is raised after a checkpoint of the last good state is written.
+    `interrupted` names the signal); a second raises `ForcedStop` at once. Past `config.max_minutes` of training
+    the run stops at its next commit, right after an update (`time_limit_reached` in the summary). A
+    `TrainingError` (repeated NaNs, repeated environment errors) is raised after a checkpoint of the last good
+    state is written.
 
-    Resuming a run that already has its `config.episodes` episodes loads nothing and returns its summary with
-    `already_complete` set; fewer episodes than it has is a UsageError (see `setup.finished_run`)."""
+    Resuming a run that already has its `config.episodes` episodes (or has trained its `config.max_minutes`)
+    loads nothing and returns its summary with `already_complete` set; fewer episodes than it has is a UsageError
+    (see `setup.finished_run`)."""
     group = process_group(config)
     try:
         output = Path(group.broadcast(str(output or default_output(config.agent, config.env))))
@@ -156,6 +159,8 @@ def _train_in(output: Path, agent: Agent, engine: Engine, config: RunConfig, res
     with stop_requests() as stop:
         recorder = RunRecorder(output, agent, config, state, group, show_progress,
                                engine_state=engine.state_dict)
+        if config.max_minutes:
+            stop.set_time_limit(config.max_minutes * 60, recorder.elapsed)
         try:
             # in-flight episodes of a stopped run are dropped; a resumed run goes on from the committed index
             train_loop(engine, group.share(config.episodes - state["episodes"]),
@@ -196,7 +201,8 @@ def _summary(output: Path, recorder: RunRecorder, stop: StopRequest, checkpoint:
     committed = recorder.committed
     summary = {"output": str(output), "episodes": committed["episodes"], "updates": committed["updates"],
                "dropped_episodes": committed["dropped_episodes"], "interrupted": stop.name or None,
-               "exit_code": stop.exit_code, "wall_time_s": committed["time_s"],
+               "exit_code": stop.exit_code, "time_limit_reached": stop.timed_out and not stop.signal,
+               "wall_time_s": committed["time_s"],
                "last_100_return": recorder.running.mean_return(), "checkpoint": str(checkpoint),
                "adapter": str(output / ADAPTER_DIR)}
     if group.size > 1:

@@ -31,9 +31,9 @@ def llamagym_register_envs(register):
 
 @hookimpl
 def llamagym_register_opponents(register):
-    register("random-move", "llamagym_textarena.opponents:random_move",
-             envs=[env_id for env_id, game in GAMES.items() if game.players == 2],
-             description="a uniformly random one of the moves the game lists")
+    register("random-move", "llamagym_textarena.opponents:random_move", envs=[f"{PREFIX}*"],
+             description="a uniformly random one of the moves the game lists (any two-player TextArena game "
+                         "that lists them)")
 
 
 @hookimpl

@@ -125,6 +125,18 @@ def test_random_move_picks_a_listed_move():
     assert plugin.llamagym_resolve_env("CartPole-v1") is None
 
 
+def test_random_move_plays_every_two_player_textarena_game_and_no_other():
+    from llamagym.errors import UnknownNameError
+    from llamagym.plugins.manager import get_plugin_manager
+    from llamagym.rollout.games.opponents import check_opponent
+
+    pm = get_plugin_manager()
+    for env_id in [*DOUBLE, "TextArena-KuhnPoker-v0-short"]:  # curated, and one made on demand
+        assert check_opponent(pm, "random-move", env_id) == "random-move"
+    with pytest.raises(UnknownNameError, match="random-move"):
+        check_opponent(pm, "random-move", "tictactoe_v3")
+
+
 # ---- runs as a user starts them ---------------------------------------------------------------------------------
 
 def invoke(*args):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ BUILT_IN = {BASE_MODEL: "the base model with its LoRA adapters off"}
 
 @dataclass(frozen=True)
 class OpponentSpec:
-    """A scripted opponent: `policy(observation, rng) -> move`, for the env ids in `envs` (None: any)."""
+    """A scripted opponent: `policy(observation, rng) -> move`, for the env ids in `envs` (ids or shell-style
+    patterns; None: any)."""
 
     name: str
     policy: Any
@@ -39,7 +41,8 @@ class OpponentSpec:
         return import_object(self.policy)
 
     def plays(self, env_id: str) -> bool:
-        return self.envs is None or env_id in self.envs
+        """Whether `env_id` is one of `envs`, an id or a shell-style pattern ("TextArena-*")."""
+        return self.envs is None or any(fnmatchcase(env_id, pattern) for pattern in self.envs)
 
 
 def scripted_opponents(pm: pluggy.PluginManager, clashes: list[str] | None = None) -> list[OpponentSpec]:
