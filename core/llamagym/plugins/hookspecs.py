@@ -96,8 +96,8 @@ def llamagym_register_opponents(register: OpponentRegister) -> None:
 
     ``policy(observation, rng)`` returns a move for a ``llamagym.rollout.games.SeatObservation`` (``rng`` is a
     seeded ``random.Random``); it may be a ``"module:function"`` string, imported on first use. ``envs`` lists the
-    env ids it can play, each an id or a shell-style pattern such as ``"TextArena-*"`` (None: any). ``llamagym run --play opponent --opponent NAME`` and ``llamagym eval
-    --opponent NAME`` use it.
+    env ids it can play, each an id or a shell-style pattern such as ``"TextArena-*"`` (None: any).
+    ``llamagym run --play opponent --opponent NAME`` and ``llamagym eval --opponent NAME`` use it.
     """
 
 
