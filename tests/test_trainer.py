@@ -153,6 +153,47 @@ def test_constant_schedule_keeps_the_rate(tiny):
     assert [trainer.step(_episodes([40], [50]))["ppo/learning_rate"] for _ in range(2)] == [1e-3, 1e-3]
 
 
+def test_adaptive_schedule_follows_the_kl_of_each_step(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    trainer = PPOTrainer(policy, PPOConfig(learning_rate=1e-3, lr_schedule="adaptive", lr_kl_target=0.01),
+                         pad_token_id=tokenizer.pad_token_id)
+    trainer._adapt_learning_rate(0.05)  # more than twice the target: 1.5 times smaller
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / 1.5)
+    trainer._adapt_learning_rate(0.01)  # within [target / 2, 2 target]: unchanged
+    assert trainer.adapted_rate == pytest.approx(1e-3 / 1.5)
+    trainer._adapt_learning_rate(0.001)  # below half: 1.5 times larger
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    for _ in range(100):
+        trainer._adapt_learning_rate(0.0)
+    assert trainer.adapted_rate == pytest.approx(1e-3)  # the ceiling: learning_rate itself
+    for _ in range(100):
+        trainer._adapt_learning_rate(1.0)
+    assert trainer.adapted_rate == pytest.approx(1e-6)  # the floor: a thousandth of learning_rate
+    trainer._adapt_learning_rate(float("nan"))
+    assert trainer.adapted_rate == pytest.approx(1e-6)
+
+
+def test_adaptive_schedule_slows_an_update_that_moves_the_policy_too_far(tiny):
+    """A large step size on a batch with strong advantages: with a tiny KL target every step past the first
+    moves the policy more than twice the target, so the rate falls below learning_rate and checkpoints keep it."""
+    policy, tokenizer = _lora_policy(tiny)
+    config = PPOConfig(learning_rate=1e-2, lr_schedule="adaptive", lr_kl_target=1e-6, mini_batch_size=1,
+                       ppo_epochs=2)
+    trainer = PPOTrainer(policy, config, pad_token_id=tokenizer.pad_token_id)
+    stats = trainer.step(_episodes([40, 41, 42], [50, 51, 52]))
+    assert stats["ppo/learning_rate"] < 1e-2 and stats["ppo/learning_rate"] == trainer.adapted_rate
+    state = trainer.state_dict()
+    resumed = PPOTrainer(_lora_policy(tiny)[0], config, pad_token_id=tokenizer.pad_token_id)
+    resumed.restore(state)
+    assert resumed.adapted_rate == trainer.adapted_rate
+    lower = PPOTrainer(_lora_policy(tiny)[0], PPOConfig(learning_rate=1e-8, lr_schedule="adaptive"),
+                       pad_token_id=tokenizer.pad_token_id)
+    lower.restore(state)  # resumed with a smaller learning_rate: its range bounds the saved rate
+    assert lower.adapted_rate == pytest.approx(1e-7)
+    resumed._set_learning_rate()  # what the next update starts from: the adapted rate, not learning_rate
+    assert resumed.optimizer.param_groups[0]["lr"] == trainer.adapted_rate
+
+
 def _cut_and_ended(bootstrap_query):
     """One two-turn episode twice: ended by the game, and truncated with `bootstrap_query` as the next prompt."""
     head = list(range(60, 72))  # a shared system prompt, long enough for the shared-prefix pass

@@ -41,9 +41,14 @@ class PPOConfig:
     learning_rate: float | None = option(
         None, "AdamW step size; default 1e-4 with LoRA adapters, 1e-5 for full fine-tuning", min=0.0,
         exclusive_min=True)
-    lr_schedule: str = option("constant", "learning rate over the run: constant, or linear (down to zero at the "
-                              "run's last update; `llamagym run` on a Gymnasium env knows when that is)",
-                              choices=("constant", "linear"))
+    lr_schedule: str = option("constant", "learning rate over the run: constant; linear (down to zero at the "
+                              "run's last update; `llamagym run` on a Gymnasium env knows when that is); or adaptive "
+                              "(after every optimiser step divided by 1.5 when the step's approx_kl exceeds twice "
+                              "lr_kl_target, multiplied by 1.5 when it is below half, within 1/1000 of learning_rate "
+                              "and learning_rate itself)",
+                              choices=("constant", "linear", "adaptive"))
+    lr_kl_target: float = option(0.01, "lr_schedule = adaptive: the approx_kl from the sampling policy that each "
+                                 "optimiser step aims for", min=0.0, exclusive_min=True)
     weight_decay: float = option(0.0, "AdamW weight decay", min=0.0)
     kl_coef: float = option(0.05, "initial weight of the per-token KL penalty against the reference", min=0.0)
     adaptive_kl: bool = option(True, "adapt the KL weight towards kl_target (else keep it fixed)")

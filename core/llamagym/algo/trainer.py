@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from llamagym.distributed.global_batch import Share
 
 _T = TypeVar("_T")
+# lr_schedule = adaptive keeps the step size within these multiples of learning_rate. Never above it: an update's
+# first minibatches are taken at the sampling policy itself (approx_kl 0), and a rate free to grow on them made
+# one Blackjack update move approx_kl 0.79 and the policy certain everywhere by the next.
+ADAPTED_RANGE = (1e-3, 1.0)
 
 
 def _present(value: _T | None) -> _T:
@@ -208,6 +212,7 @@ class PPOTrainer:
         self.rng = random.Random(seed)
         self.learning_rate = config.learning_rate or (1e-4 if model.is_peft_model else 1e-5)
         self.planned_updates: int | None = None  # lr_schedule = linear decays to zero over these
+        self.adapted_rate = self.learning_rate  # lr_schedule = adaptive: the step size the KL feedback has set
         self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=self.learning_rate,
                                            weight_decay=config.weight_decay)
         self.kl_controller = (ppo.AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
@@ -288,12 +293,34 @@ class PPOTrainer:
         nearly trained policy, move it little (the last planned update uses 1/planned of the base rate)."""
         if self.config.lr_schedule == "constant":
             return
+        if self.config.lr_schedule == "adaptive":
+            self._apply_learning_rate(self.adapted_rate)
+            return
         if not self.planned_updates:
             raise ConfigError("ppo.lr_schedule = linear needs the run's length: `llamagym run` sets it; with the "
                               "Agent API set agent.trainer.planned_updates, or use lr_schedule = constant")
         fraction = max(0.0, 1.0 - self.updates / self.planned_updates)
+        self._apply_learning_rate(self.learning_rate * fraction)
+
+    def _apply_learning_rate(self, rate: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate * fraction
+            group["lr"] = rate
+
+    def _adapt_learning_rate(self, approx_kl: float) -> None:
+        """lr_schedule = adaptive, the KL feedback of rsl_rl's and rl_games' PPO: after an optimiser step whose
+        minibatches moved the policy further than twice `lr_kl_target` from the sampling policy (approx_kl), the
+        next step is 1.5 times smaller; below half the target it grows 1.5 times, back up to `learning_rate` at
+        most (`ADAPTED_RANGE`). An update that would make the policy certain in a few steps is slowed at once, and
+        late ones, whose gradients are small, are not starved as the linear schedule starves them."""
+        target = self.config.lr_kl_target
+        if not math.isfinite(approx_kl):
+            return
+        low, high = (self.learning_rate * bound for bound in ADAPTED_RANGE)
+        if approx_kl > 2.0 * target:
+            self.adapted_rate = max(self.adapted_rate / 1.5, low)
+        elif approx_kl < 0.5 * target:
+            self.adapted_rate = min(self.adapted_rate * 1.5, high)
+        self._apply_learning_rate(self.adapted_rate)
 
     def _shared_prefix(self, samples: list[Sample]) -> int:
         """The prompt prefix every sample of this update shares (system prompt, template), computed once per
@@ -473,11 +500,12 @@ class PPOTrainer:
             self._progress(f"epoch {epochs_run}/{cfg.ppo_epochs}")
             batches = (length_grouped_minibatches(repeats, cfg.mini_batch_size, self.rng, count=_count)
                        if self.sync is None else self.sync.minibatches(samples, cfg.mini_batch_size, self.rng))
-            epoch_kl, window_finite = [], True
+            epoch_kl, window_kl, window_finite = [], [], True
             for index, minibatch in enumerate(batches):
                 stats = self._minibatch_loss(minibatch)
                 window_finite &= stats.pop("_finite") > 0
                 epoch_kl.append(stats["ppo/approx_kl"])
+                window_kl.append(stats["ppo/approx_kl"])
                 _accumulate(totals, stats)
                 if (index + 1) % cfg.gradient_accumulation_steps == 0 or index == len(batches) - 1:
                     norm = self._optimizer_step(window_finite)
@@ -485,7 +513,9 @@ class PPOTrainer:
                     if norm is not None:
                         finite_steps += 1
                         grad_norms.append(norm)
-                    window_finite = True
+                        if cfg.lr_schedule == "adaptive":
+                            self._adapt_learning_rate(sum(window_kl) / len(window_kl))
+                    window_finite, window_kl = True, []
             if cfg.target_approx_kl and sum(epoch_kl) / len(epoch_kl) > cfg.target_approx_kl:
                 break
         self.model.eval()
@@ -555,7 +585,7 @@ class PPOTrainer:
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "kl_controller": self.kl_controller.state_dict(),
                 "updates": self.updates, "rng": self.rng.getstate(), "estimator": self.estimator.state_dict(),
-                "reference_cache": self.reference_cache.state_dict()}
+                "reference_cache": self.reference_cache.state_dict(), "adapted_rate": self.adapted_rate}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -564,6 +594,7 @@ class PPOTrainer:
         self.rng.setstate(state["rng"])
         self.estimator.load_state_dict(state.get("estimator", {}))
         self.reference_cache.load_state_dict(state.get("reference_cache", {}))
+        self.adapted_rate = state.get("adapted_rate", self.learning_rate)
 
     def restore(self, state: dict) -> None:
         """`load_state_dict` for a resumed run: the saved optimiser, KL controller and update count, but the
@@ -572,6 +603,8 @@ class PPOTrainer:
         self.load_state_dict(state)
         for group, settings in zip(self.optimizer.param_groups, configured):
             group.update({k: v for k, v in settings.items() if v is not None})
+        low, high = (self.learning_rate * bound for bound in ADAPTED_RANGE)  # a resumed run may set another rate
+        self.adapted_rate = min(max(self.adapted_rate, low), high)
 
 
 def _count(group: Repeats) -> int:

@@ -88,7 +88,7 @@ def build_agent(config: RunConfig, adapter: str | None = None) -> Agent:
 
 def planned_updates(env_spec: EnvSpec, config: RunConfig, processes: int = 1) -> int | None:
     """How many updates the run makes, which `ppo.lr_schedule = linear` decays over (None: not needed)."""
-    if config.ppo.lr_schedule == "constant":
+    if config.ppo.lr_schedule != "linear":
         return None
     if env_spec.kind != "gymnasium":
         raise UsageError(f"ppo.lr_schedule = linear needs a known number of updates, which env {env_spec.id!r} (a "
