@@ -285,7 +285,7 @@ def test_existing_run_directories_are_never_overwritten_silently(tiny_model_dir,
 
 def test_resume_of_a_finished_run_extends_it_and_may_change_settings(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    assert invoke(*run_args(tiny_model_dir, out, episodes=4)).exit_code == 0
+    assert invoke(*run_args(tiny_model_dir, out, episodes=4), "--lr-schedule", "linear").exit_code == 0
     more = invoke("run", "--resume", out, "--episodes", 8, "--learning-rate", 3e-5, "-q")
     assert more.exit_code == 0, more.output
     assert_rows_continue(out, episodes=8, updates=4)
@@ -293,7 +293,7 @@ def test_resume_of_a_finished_run_extends_it_and_may_change_settings(tiny_model_
     assert record["config"]["ppo"]["learning_rate"] == 3e-5 and record["config"]["episodes"] == 8
     assert record["changes"] == [{"update": 2, "episode": 4, "settings": {
         "episodes": [4, 8], "ppo.learning_rate": [4e-4, 3e-5]}}]  # 4e-4 from the blackjack preset
-    # the preset anneals linearly: the resumed updates 3 and 4 of the now 4 planned take the new rate's 2/4 and 1/4
+    # the run anneals linearly: the resumed updates 3 and 4 of the now 4 planned take the new rate's 2/4 and 1/4
     assert [r["ppo/learning_rate"] for r in rows(out / "metrics.jsonl")[2:]] == pytest.approx([1.5e-5, 7.5e-6])
     trainer_state = torch.load(latest_checkpoint(out) / "trainer.pt", weights_only=False)
     assert all(g["lr"] == pytest.approx(7.5e-6) for g in trainer_state["trainer"]["optimizer"]["param_groups"])

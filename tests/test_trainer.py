@@ -189,7 +189,11 @@ def test_adaptive_schedule_slows_an_update_that_moves_the_policy_too_far(tiny):
     lower = PPOTrainer(_lora_policy(tiny)[0], PPOConfig(learning_rate=1e-8, lr_schedule="adaptive"),
                        pad_token_id=tokenizer.pad_token_id)
     lower.restore(state)  # resumed with a smaller learning_rate: its range bounds the saved rate
-    assert lower.adapted_rate == pytest.approx(1e-7)
+    assert lower.adapted_rate == pytest.approx(1e-8)
+    higher = PPOTrainer(_lora_policy(tiny)[0], PPOConfig(learning_rate=10.0, lr_schedule="adaptive"),
+                        pad_token_id=tokenizer.pad_token_id)
+    higher.restore(state)  # and a larger one: its floor, a thousandth of it, lifts the saved rate
+    assert higher.adapted_rate == pytest.approx(1e-2)
     resumed._set_learning_rate()  # what the next update starts from: the adapted rate, not learning_rate
     assert resumed.optimizer.param_groups[0]["lr"] == trainer.adapted_rate
 

@@ -47,8 +47,9 @@ class PPOConfig:
                               "lr_kl_target, multiplied by 1.5 when it is below half, within 1/1000 of learning_rate "
                               "and learning_rate itself)",
                               choices=("constant", "linear", "adaptive"))
-    lr_kl_target: float = option(0.01, "lr_schedule = adaptive: the approx_kl from the sampling policy that each "
-                                 "optimiser step aims for", min=0.0, exclusive_min=True)
+    lr_kl_target: float = option(0.01, "lr_schedule = adaptive: the approx_kl from the sampling policy, over an "
+                                 "optimiser step's minibatches, that the step size aims for", min=0.0,
+                                 exclusive_min=True)
     weight_decay: float = option(0.0, "AdamW weight decay", min=0.0)
     kl_coef: float = option(0.05, "initial weight of the per-token KL penalty against the reference", min=0.0)
     adaptive_kl: bool = option(True, "adapt the KL weight towards kl_target (else keep it fixed)")

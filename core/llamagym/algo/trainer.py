@@ -289,8 +289,9 @@ class PPOTrainer:
             self.on_progress(phase)
 
     def _set_learning_rate(self) -> None:
-        """The step size of the next update: constant, or linearly annealed so that late updates, taken on a
-        nearly trained policy, move it little (the last planned update uses 1/planned of the base rate)."""
+        """The step size of the next update: constant; linearly annealed so that late updates, taken on a
+        nearly trained policy, move it little (the last planned update uses 1/planned of the base rate); or, with
+        the adaptive schedule, where the KL feedback of the last step left it (`_adapt_learning_rate`)."""
         if self.config.lr_schedule == "constant":
             return
         if self.config.lr_schedule == "adaptive":
@@ -298,7 +299,7 @@ class PPOTrainer:
             return
         if not self.planned_updates:
             raise ConfigError("ppo.lr_schedule = linear needs the run's length: `llamagym run` sets it; with the "
-                              "Agent API set agent.trainer.planned_updates, or use lr_schedule = constant")
+                              "Agent API set agent.trainer.planned_updates, or use lr_schedule = constant or adaptive")
         fraction = max(0.0, 1.0 - self.updates / self.planned_updates)
         self._apply_learning_rate(self.learning_rate * fraction)
 
@@ -598,7 +599,8 @@ class PPOTrainer:
 
     def restore(self, state: dict) -> None:
         """`load_state_dict` for a resumed run: the saved optimiser, KL controller and update count, but the
-        learning rate and weight decay configured now (a resumed run may change them)."""
+        learning rate and weight decay configured now (a resumed run may change them). The adaptive schedule keeps
+        the step size it had reached, within the range the configured learning rate sets."""
         configured = [{"lr": g["lr"], "weight_decay": g.get("weight_decay")} for g in self.optimizer.param_groups]
         self.load_state_dict(state)
         for group, settings in zip(self.optimizer.param_groups, configured):

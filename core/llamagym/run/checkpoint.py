@@ -172,7 +172,8 @@ def _read_engine(path: Path) -> dict[str, Any] | None:
 
 def restore_checkpoint(contents: CheckpointContents, agent: Agent) -> dict[str, Any]:
     """Restore weights, optimiser, KL controller, RNG states and counters; return the run state. The learning
-    rate and weight decay stay as the agent was configured, so a resumed run may change them."""
+    rate and weight decay stay as the agent was configured, so a resumed run may change them (the adaptive
+    schedule keeps the rate it had reached, within the new rate's range)."""
     _apply_weights(agent.model, contents.weights_name, contents.weights, contents.value_head)
     trainer_state = contents.trainer
     agent.trainer.restore(trainer_state["trainer"])

@@ -92,7 +92,8 @@ def planned_updates(env_spec: EnvSpec, config: RunConfig, processes: int = 1) ->
         return None
     if env_spec.kind != "gymnasium":
         raise UsageError(f"ppo.lr_schedule = linear needs a known number of updates, which env {env_spec.id!r} (a "
-                         f"game, where each seat's policy updates at its own pace) does not give; use constant")
+                         f"game, where each seat's policy updates at its own pace) does not give; use constant or "
+                         f"adaptive")
     return math.ceil(math.ceil(config.episodes / processes) / config.ppo.batch_size)
 
 
