@@ -316,12 +316,15 @@ class PPOTrainer:
         target = self.config.lr_kl_target
         if not math.isfinite(approx_kl):
             return
-        low, high = (self.learning_rate * bound for bound in ADAPTED_RANGE)
+        low, high = self._adapted_bounds()
         if approx_kl > 2.0 * target:
             self.adapted_rate = max(self.adapted_rate / 1.5, low)
         elif approx_kl < 0.5 * target:
             self.adapted_rate = min(self.adapted_rate * 1.5, high)
         self._apply_learning_rate(self.adapted_rate)
+
+    def _adapted_bounds(self) -> tuple[float, float]:
+        return self.learning_rate * ADAPTED_RANGE[0], self.learning_rate * ADAPTED_RANGE[1]
 
     def _shared_prefix(self, samples: list[Sample]) -> int:
         """The prompt prefix every sample of this update shares (system prompt, template), computed once per
@@ -605,7 +608,7 @@ class PPOTrainer:
         self.load_state_dict(state)
         for group, settings in zip(self.optimizer.param_groups, configured):
             group.update({k: v for k, v in settings.items() if v is not None})
-        low, high = (self.learning_rate * bound for bound in ADAPTED_RANGE)  # a resumed run may set another rate
+        low, high = self._adapted_bounds()  # a resumed run may set another learning rate
         self.adapted_rate = min(max(self.adapted_rate, low), high)
 
 
