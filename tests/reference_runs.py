@@ -30,11 +30,17 @@ HERE = Path(__file__).parent
 
 
 def cpu_capability() -> str:
-    """The vector instruction set torch's CPU kernels use here (AVX512 for every AVX512 variant)."""
+    """The vector instruction set torch's CPU kernels use here: AVX2, or AVX512, told apart by AVX512-FP16, whose
+    kernels round differently in the eighth digit (an AMD EPYC with AVX512-BF16 and an AVX512-FP16 CPU recorded
+    different outputs from the same code)."""
     import torch
 
     capability = torch.backends.cpu.get_cpu_capability()
-    return "AVX512" if capability.startswith("AVX512") else capability
+    if not capability.startswith("AVX512"):
+        return capability
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
+    return "AVX512-FP16" if "avx512_fp16" in flags else "AVX512"
 
 
 def reference_file(capability: str | None = None) -> Path:
