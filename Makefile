@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EPISODES ?= 640
 LEARNING_RATE ?= 1e-3  # the taste's larger step: 5 updates show a gain; the preset itself uses 4e-4
+LR_SCHEDULE ?= linear  # what the taste was measured with; the preset itself is adaptive
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-slow docs bench clean
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml contrib/*/pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/llamagym run --agent blackjack --env Blackjack-v1 --episodes $(EPISODES) --learning-rate $(LEARNING_RATE) --overwrite -o runs/quickstart
+	$(VENV)/bin/llamagym run --agent blackjack --env Blackjack-v1 --episodes $(EPISODES) --learning-rate $(LEARNING_RATE) --lr-schedule $(LR_SCHEDULE) --overwrite -o runs/quickstart
 
 test: $(STAMP)
 	$(PY) -m mypy
