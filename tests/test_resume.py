@@ -258,6 +258,28 @@ def test_every_process_stops_when_one_reaches_the_time_limit():
     assert stop.timed_out and stop.signal is None
 
 
+def test_a_stop_file_written_during_the_agreement_counts_at_the_next_one(tmp_path):
+    """The launcher writes the stop file whenever Ctrl-C comes. A process whose gather saw no signal anywhere
+    must answer "go on" like the others, even if the file is there by the time it answers: one process stopping
+    while another goes on to the next update's collectives hangs both."""
+    from llamagym.distributed.replicas import Replicas
+    from llamagym.run.interrupts import StopRequest
+
+    stop_file = tmp_path / "stop"
+
+    class Gathered:
+        world_size, rank = 2, 0
+
+        def gather(self, value):
+            stop_file.write_text(str(int(signal.SIGINT)))  # Ctrl-C while the processes exchange what they saw
+            return [value, (None, False, None)]
+
+    stop = StopRequest(stop_file)
+    assert Replicas(Gathered()).agree(stop, None) == (False, None)
+    assert Replicas(Gathered()).agree(stop, None) == (True, None)  # everyone sees it at the next agreement
+    assert stop.signal == signal.SIGINT
+
+
 def test_a_second_ctrl_c_stops_at_once_keeping_the_previous_checkpoint(tiny_model_dir, tmp_path, with_plugins):
     with_plugins(_signal_plugin([(3, signal.SIGINT), (3, signal.SIGTERM)]))
     out = tmp_path / "run"

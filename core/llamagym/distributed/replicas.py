@@ -81,17 +81,22 @@ class Replicas:
     def agree(self, stop: StopRequest | None, failure: str | None) -> tuple[bool, str | None]:
         """Every process's stop signal, time limit and environment failure, so that all stop (or fail) after the
         same update; a signal another process got, or its clock's time limit, becomes this one's too (process 0
-        writes the summary)."""
+        writes the summary).
+
+        The answer comes from the gathered values only: a signal that arrives (or a stop file that appears) after
+        the gather counts at the next agreement, in every process at once. Reading it again here would let one
+        process stop while another goes on to the next update's collectives and waits for it forever."""
         signal = stop.signal if stop is not None and stop.signalled else None
         timed_out = stop is not None and stop.timed_out
         seen = self.dp.gather((signal, timed_out, failure))
         failures = [f"process {rank}: {text}" for rank, (_, _, text) in enumerate(seen) if text is not None]
         signals = [number for number, _, _ in seen if number is not None]
+        late = any(limit for _, limit, _ in seen)
         if stop is not None and stop.signal is None and signals:
             stop.signal = signals[0]
-        if stop is not None and any(late for _, late, _ in seen):
+        if stop is not None and late:
             stop.timed_out = True
-        return stop is not None and stop.requested, failures[0] if failures else None
+        return bool(signals) or late, failures[0] if failures else None
 
     def episode_stats(self, episodes: list[Episode]) -> dict[str, float]:
         """`agent.episode_stats` over the episodes of every process."""
