@@ -4,7 +4,7 @@ this machine for scale:
 - rollouts: the sequential seed-style loop against the batched engine;
 - one PPO update on the same episodes, down a ladder of levers from the old preset's path to today's (the
   sampler's log-probs instead of a scoring pass, cached reference log-probs, LoRA on the last layers only, fewer
-  epochs), each row adding one;
+  epochs, the frozen trunk run once per sequence), each row adding one;
 - training episodes per minute, rollouts and updates together, of the old preset and of today's (`llamagym run`'s
   own loop, two updates each).
 
@@ -32,6 +32,7 @@ from llamagym.policy.precision import autocast_factory, resolve_precision
 from llamagym.rollout.gym import RolloutEngine, episode_seed
 from llamagym.algo.reference import ReferenceCache
 from llamagym.algo.trainer import episode_samples
+from llamagym.algo.trunk_cache import TrunkCache
 from llamagym.run.setup import resolve_config
 from llamagym.run.training import train
 from llamagym_blackjack.agent import BlackjackAgent
@@ -46,6 +47,7 @@ class SeedBlackjackAgent(Agent):
 
 
 NO_TRAINING = {"batch_size": 10**9}
+PRESET_ROW = "+ trunk states kept from an earlier batch: the preset"
 # the preset before issue 16: every sample scored again, the reference every update, LoRA on all 30 layers, 4 epochs
 OLD_UPDATE = {"ppo_epochs": 4, "sampler_logprobs": False, "reference_cache": 0, "mini_batch_size": 16,
               "gradient_accumulation_steps": 2, "learning_rate": 2e-4}
@@ -123,9 +125,10 @@ def ceiling(model, device, precision: str, batch: int = 16, length: int = 64) ->
 
 def ppo_rate(agent: Agent, episodes: list, warm: list | None = None, **overrides) -> dict[str, float]:
     """PPO samples per second of one update on `episodes` (weights restored afterwards), with a reference cache
-    of the configured size, filled by scoring `warm` (an earlier batch) first when given."""
+    and a frozen-trunk cache of the configured sizes, filled from `warm` (an earlier batch) first when given."""
     trainer = agent.trainer
     saved_config, saved_autocast, saved_cache = trainer.config, trainer.autocast, trainer.reference_cache
+    saved_trunk = trainer.trunk_cache
     state = {k: v.detach().clone() for k, v in agent.model.named_parameters() if v.requires_grad}
     optimizer_state = trainer.optimizer.state_dict()
     precision = overrides.pop("precision", None)
@@ -133,13 +136,18 @@ def ppo_rate(agent: Agent, episodes: list, warm: list | None = None, **overrides
         trainer.autocast = autocast_factory(agent.device, resolve_precision(precision, agent.device))
     trainer.config = dataclasses.replace(saved_config, **overrides)
     trainer.reference_cache = ReferenceCache(trainer.config.reference_cache)
+    trainer.trunk_cache, trainer._trunk_layers = TrunkCache(trainer.config.trunk_cache_mb), None
     if warm:
-        trainer._score(episode_samples(warm))
+        samples = episode_samples(warm)
+        trainer.prefix_length = trainer._shared_prefix(samples)
+        trainer._trunk(samples)
+        trainer._score(samples)
     try:
         with timer() as t:
             stats = trainer.step(episodes)
     finally:
         trainer.config, trainer.autocast, trainer.reference_cache = saved_config, saved_autocast, saved_cache
+        trainer.trunk_cache, trainer._trunk_layers = saved_trunk, None
         with torch.no_grad():
             for name, param in agent.model.named_parameters():
                 if name in state:
@@ -148,7 +156,7 @@ def ppo_rate(agent: Agent, episodes: list, warm: list | None = None, **overrides
     return {"samples": stats["ppo/samples"], "seconds": t["s"], "ppo_samples_per_s": stats["ppo/samples"] / t["s"],
             "shared_prefix_tokens": stats["ppo/shared_prefix_tokens"],
             "rescored": stats["ppo/rescored_fraction"], "reference_scored": stats["ppo/reference_scored_fraction"],
-            "forward_rows": stats.get("ppo/forward_rows")}
+            "trunk_computed": stats.get("ppo/trunk_computed_fraction"), "forward_rows": stats.get("ppo/forward_rows")}
 
 
 def update_ladder(old: Agent, new: Agent, episodes: list, warm: list, skip_ablations: bool) -> list[dict]:
@@ -157,14 +165,17 @@ def update_ladder(old: Agent, new: Agent, episodes: list, warm: list, skip_ablat
     layers = resolve_config({"agent": "blackjack", "env": "Blackjack-v1"}).lora.layers
     epochs = new.ppo_config.ppo_epochs
     old_minibatches = {k: OLD_UPDATE[k] for k in ("mini_batch_size", "gradient_accumulation_steps")}
-    ladder = [
+    untrunked = {"frozen_trunk": False}
+    ladder: list[tuple[str, Agent, dict, list | None]] = [
         ("old preset: rescoring, reference every update, LoRA on every layer, 4 epochs", old, dict(OLD_UPDATE), None),
         ("+ the sampler's log-probs and values", old, {**OLD_UPDATE, "sampler_logprobs": True}, None),
         ("+ cached reference log-probs (one earlier batch)", old,
          {**old_minibatches, "ppo_epochs": 4}, warm),
-        (f"+ LoRA on the last {layers} layers", new, {**old_minibatches, "ppo_epochs": 4}, warm),
-        (f"+ {epochs} epochs", new, old_minibatches, warm),
-        ("+ minibatches of 8, 4 accumulated: the preset (a quarter of the activation memory)", new, {}, warm),
+        (f"+ LoRA on the last {layers} layers", new, {**old_minibatches, "ppo_epochs": 4, **untrunked}, warm),
+        (f"+ {epochs} epochs", new, {**old_minibatches, **untrunked}, warm),
+        ("+ minibatches of 8, 4 accumulated (a quarter of the activation memory)", new, dict(untrunked), warm),
+        ("+ the frozen trunk, computed in this update", new, {"trunk_cache_mb": 0}, warm),
+        (PRESET_ROW, new, {}, warm),
     ]
     for agent in (old, new):  # first-call costs (kernel selection, allocations) out of the first row
         ppo_rate(agent, episodes[:16])
@@ -269,11 +280,17 @@ def main() -> None:
     ppo_rows = update_ladder(old, same, batch, warm, args.skip_ablations)
     del old, old_policy
     print()
-    print_table(ppo_rows, ["ppo", "samples", "seconds", "ppo_samples_per_s", "rescored", "reference_scored"])
-    print(f"old preset / the preset, one update: {ppo_rows[0]['seconds'] / ppo_rows[5]['seconds']:.1f}x")
+    print_table(ppo_rows, ["ppo", "samples", "seconds", "ppo_samples_per_s", "rescored", "reference_scored",
+                           "trunk_computed"])
+    preset = next(row for row in ppo_rows if row["ppo"] == PRESET_ROW)
+    untrunked = next(row for row in ppo_rows if row["ppo"].startswith("+ minibatches of 8"))
+    print(f"old preset / the preset, one update: {ppo_rows[0]['seconds'] / preset['seconds']:.1f}x; without the "
+          f"frozen trunk / with it: {untrunked['seconds'] / preset['seconds']:.2f}x")
 
     print("\ntraining, rollouts and updates together (llamagym run's loop):", flush=True)
-    training_rows = [training_rate("the preset", {}, args.training_episodes, args.seed, args.model)]
+    training_rows = [training_rate("the preset without the frozen trunk", {"ppo": {"frozen_trunk": False}},
+                                   args.training_episodes, args.seed, args.model),
+                     training_rate("the preset", {}, args.training_episodes, args.seed, args.model)]
     if not args.skip_ablations:
         training_rows.insert(0, training_rate("old preset (before issue 16)", OLD_PRESET, args.training_episodes,
                                               args.seed, args.model))

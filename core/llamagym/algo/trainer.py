@@ -18,11 +18,13 @@ import torch
 from llamagym.algo import ppo
 from llamagym.algo.advantages import EpisodeSteps, check_data_parallel, make_estimator
 from llamagym.algo.reference import ReferenceCache, sequence_key
+from llamagym.algo.trunk_cache import TrunkCache
 from llamagym.agent.choices import restrict_logits
 from llamagym.config import PPOConfig
 from llamagym.agent.episode import Episode
 from llamagym.errors import ConfigError, TrainingError
 from llamagym.policy.generation import MIN_SHARED_PREFIX, left_pad, shared_prefix_length
+from llamagym.policy.trunk import frozen_layers
 from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class Sample:
     bootstrap_value: float = 0.0  # that state's value under the current policy (`_score`; 0 if not scored)
     sampled_logprobs: list[float] | None = None  # the sampler's own (`Turn.logprobs`), if it recorded them
     sampled_values: list[float] | None = None
+    trunk: torch.Tensor | None = None  # frozen-trunk states after the update's shared prefix (`PPOTrainer._trunk`)
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
     values: torch.Tensor | None = None
@@ -81,6 +84,7 @@ class Batch:
     mask: torch.Tensor
     prefix_ids: torch.Tensor | None = None
     allowed: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (row, position among K, tokens)
+    trunk: torch.Tensor | None = None  # (n, width, hidden): the rows' frozen-trunk states, left-padded as input_ids
 
     @property
     def k(self) -> int:
@@ -122,8 +126,9 @@ def episode_samples(episodes: Sequence[Episode]) -> list[Sample]:
 
 
 def stack_right(tensors: Sequence[torch.Tensor], k: int, device: torch.device) -> torch.Tensor:
-    """Per-sample response tensors placed right-aligned in a (n, k) tensor, matching `Batch.mask`."""
-    out = torch.zeros((len(tensors), k), device=device)
+    """Per-sample tensors (of response tokens, or of any positions with features after them) placed right-aligned
+    in a (n, k, ...) tensor, matching `Batch.mask` (or the left-padded `Batch.input_ids`)."""
+    out = torch.zeros((len(tensors), k, *tensors[0].shape[1:]), dtype=tensors[0].dtype, device=device)
     for row, tensor in enumerate(tensors):
         out[row, k - tensor.shape[0]:] = tensor.to(device)
     return out
@@ -220,6 +225,8 @@ class PPOTrainer:
         self.estimator = make_estimator(config)  # ppo.advantage: gae, grpo or reinforce
         self._ref_model: AutoModelForCausalLMWithValueHead | None = None
         self.reference_cache = ReferenceCache(config.reference_cache)
+        self.trunk_cache = TrunkCache(config.trunk_cache_mb)
+        self._trunk_layers: int | None = None  # `trunk_layers`, found at the first update
         if config.gradient_checkpointing:
             model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.updates = 0
@@ -249,6 +256,15 @@ class PPOTrainer:
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def trunk_layers(self) -> int:
+        """F, the layers below the first adapted one, run once per sequence (`ppo.frozen_trunk`); 0: none."""
+        if self._trunk_layers is None:
+            usable = (self.config.frozen_trunk and not self.config.gradient_checkpointing
+                      and self.model.is_peft_model)
+            self._trunk_layers = frozen_layers(self.model) if usable else 0
+        return self._trunk_layers
+
     def step(self, episodes: Sequence[Episode]) -> dict[str, float]:
         """One PPO update on the turns of `episodes`; returns flat `ppo/...` statistics."""
         started = time.perf_counter()
@@ -262,7 +278,8 @@ class PPOTrainer:
         self._set_learning_rate()
         self.prefix_length = self._shared_prefix(samples)
         self._progress("scoring")
-        score_stats = self._score(samples)
+        score_stats = self._trunk(samples)
+        score_stats.update(self._score(samples))
         kl_stats = self._advantages(samples, len(episodes), [e.group for e in episodes])
         finite = all(torch.isfinite(_present(s.advantages)).all() for s in samples)
         if not (finite if self.sync is None else self.sync.all_finite(finite)):
@@ -341,7 +358,42 @@ class PPOTrainer:
         return [s for s in samples if s.bootstrap_query is not None]
 
     def _batch(self, samples: Sequence[Sample]) -> Batch:
-        return make_batch(samples, self.pad_token_id, self.device, self.prefix_length)
+        """The samples stacked, with their frozen-trunk states when every one has them."""
+        batch = make_batch(samples, self.pad_token_id, self.device, self.prefix_length)
+        if samples and all(s.trunk is not None for s in samples):
+            batch.trunk = stack_right([_present(s.trunk) for s in samples], batch.input_ids.shape[1], self.device)
+        return batch
+
+    @torch.no_grad()
+    def _trunk(self, samples: list[Sample]) -> dict[str, float]:
+        """Each sample's states entering the first adapted layer, after the shared prefix (`trunk_layers`): kept
+        from an earlier update where the sequence was seen, else from one no-gradient pass of the layers below.
+        Every forward pass of this update, the reference's too (its adapters are off above the trunk only), then
+        runs the adapted layers alone."""
+        layer = self.trunk_layers
+        if not layer:
+            return {}
+        first = self.prefix_length if self.prefix_length >= MIN_SHARED_PREFIX else 0  # a batch row's first position
+        missing: dict[bytes, list[Sample]] = {}
+        for sample in samples:
+            sample.trunk = self.trunk_cache.get(sample.key, first)
+            if sample.trunk is None:
+                missing.setdefault(sample.key, []).append(sample)
+        self.model.eval()
+        ordered = sorted(missing.values(), key=lambda repeats: repeats[0].length)
+        size = self.config.forward_batch_size
+        for start in range(0, len(ordered), size):
+            chunk = ordered[start:start + size]
+            batch = self._batch([repeats[0] for repeats in chunk])
+            with self.autocast():
+                states = self.model.trunk_states(batch.input_ids, batch.attention_mask, layer, batch.prefix_ids)
+            for row, repeats in enumerate(chunk):
+                own = states[row, states.shape[1] - (repeats[0].length - first):].clone()
+                self.trunk_cache.put(repeats[0].key, first, own)
+                for sample in repeats:
+                    sample.trunk = own
+        computed = sum(len(repeats) for repeats in ordered)
+        return {"ppo/trunk_layers": layer, "ppo/trunk_computed_fraction": computed / max(len(samples), 1)}
 
     def _skip_update(self, reason: str, started: float) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -429,9 +481,10 @@ class PPOTrainer:
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         from trl.trainer.utils import entropy_from_logits, selective_log_softmax  # trl: seconds to import
 
+        trunk = (self.trunk_layers, batch.trunk) if batch.trunk is not None and model is self.model else None
         with self.autocast():
             logits, values = model.response_logits_and_values(batch.input_ids, batch.attention_mask, batch.k,
-                                                              batch.prefix_ids)
+                                                              batch.prefix_ids, trunk)
         logits = restrict_logits(logits / self.temperature, batch.allowed)
         logprobs = selective_log_softmax(logits, batch.targets)
         entropy = entropy_from_logits(logits) if with_entropy else None

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from llamagym.policy.trunk import layer_range
 from llamagym.run.rundir import VALUE_HEAD_FILE
 
 
@@ -100,15 +101,18 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
         return out.logits, None, values
 
     def response_logits_and_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                                   num_response_tokens: int, prefix_ids: torch.Tensor | None = None
+                                   num_response_tokens: int, prefix_ids: torch.Tensor | None = None,
+                                   trunk: tuple[int, torch.Tensor] | None = None
                                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (float32) and values for the last `num_response_tokens` positions of left-padded sequences.
 
         Entry j scores the token at position ``L - K + j`` from the hidden state before it, so the vocabulary
         projection runs on K positions only. With `prefix_ids` (1, P), a prefix every row shares, `input_ids` holds
         only what follows it and `attention_mask` covers prefix and rest: the prefix is computed once, not per row.
+        With `trunk` (F, states), the states entering layer F at `input_ids`' positions (`trunk_states`), only the
+        layers from F on run (`llamagym.policy.trunk`).
         """
-        hidden = self.hidden_states(input_ids, attention_mask, prefix_ids)
+        hidden = self.hidden_states(input_ids, attention_mask, prefix_ids, trunk=trunk)
         k = num_response_tokens
         hidden = hidden[:, -k - 1:-1]
         head = self.base_model.get_output_embeddings()
@@ -119,26 +123,40 @@ class AutoModelForCausalLMWithValueHead(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       prefix_ids: torch.Tensor | None = None, cache: Any = None,
-                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                      position_ids: torch.Tensor | None = None, trunk: tuple[int, torch.Tensor] | None = None
+                      ) -> torch.Tensor:
         """Last-layer hidden states of `input_ids`, after an optional shared prefix or a KV `cache` (which the
-        call extends). Positions default to counting the unpadded tokens after an unpadded cached part."""
+        call extends). Positions default to counting the unpadded tokens after an unpadded cached part. With
+        `trunk` (F, states), the layers from F on run on `states`, the hidden states entering layer F at
+        `input_ids`' positions (`trunk_states`), instead of the whole decoder on the tokens."""
         decoder = self.decoder
         if prefix_ids is not None:
-            cache = self.prefix_cache(prefix_ids, input_ids.shape[0])
+            cache = self.prefix_cache(prefix_ids, input_ids.shape[0])  # every layer's: the top ones read theirs
+        inputs = {"input_ids": input_ids} if trunk is None else {"inputs_embeds": trunk[1]}
+        layers = contextlib.nullcontext() if trunk is None else layer_range(decoder, trunk[0], None)
         if cache is not None:
             if position_ids is None:
                 past = cache.get_seq_length()
                 position_ids = past + position_ids_from_mask(attention_mask[:, past:])
-            out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          cache=cache, use_cache=True)
+            with layers:
+                out = decoder(**inputs, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                              use_cache=True)
             return out.last_hidden_state
         position_ids = position_ids_from_mask(attention_mask) if position_ids is None else position_ids
         if decoder is not self.base_model:
-            return decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                           use_cache=False).last_hidden_state
+            with layers:
+                return decoder(**inputs, attention_mask=attention_mask, position_ids=position_ids,
+                               use_cache=False).last_hidden_state
         out = self.pretrained_model(input_ids=input_ids, attention_mask=attention_mask,
                                     position_ids=position_ids, output_hidden_states=True, use_cache=False)
         return out.hidden_states[-1]
+
+    def trunk_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int,
+                     prefix_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The hidden states entering decoder layer `layer` at `input_ids`' positions (after an optional shared
+        prefix): the input of `hidden_states(..., trunk=(layer, states))`."""
+        with layer_range(self.decoder, 0, layer, final_norm=False):
+            return self.hidden_states(input_ids, attention_mask, prefix_ids)
 
     def prefix_cache(self, prefix_ids: torch.Tensor, batch_size: int) -> Any:
         """The KV cache of one shared prefix, computed once and repeated for `batch_size` rows."""
