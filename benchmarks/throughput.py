@@ -47,7 +47,7 @@ class SeedBlackjackAgent(Agent):
 
 
 NO_TRAINING = {"batch_size": 10**9}
-PRESET_ROW = "+ trunk states kept from an earlier batch: the preset"
+PRESET_ROW = "+ trunk states kept from an earlier batch (ppo.frozen_trunk)"
 # the preset before issue 16: every sample scored again, the reference every update, LoRA on all 30 layers, 4 epochs
 OLD_UPDATE = {"ppo_epochs": 4, "sampler_logprobs": False, "reference_cache": 0, "mini_batch_size": 16,
               "gradient_accumulation_steps": 2, "learning_rate": 2e-4}
@@ -174,8 +174,8 @@ def update_ladder(old: Agent, new: Agent, episodes: list, warm: list, skip_ablat
         (f"+ LoRA on the last {layers} layers", new, {**old_minibatches, "ppo_epochs": 4, **untrunked}, warm),
         (f"+ {epochs} epochs", new, {**old_minibatches, **untrunked}, warm),
         ("+ minibatches of 8, 4 accumulated (a quarter of the activation memory)", new, dict(untrunked), warm),
-        ("+ the frozen trunk, computed in this update", new, {"trunk_cache_mb": 0}, warm),
-        (PRESET_ROW, new, {}, warm),
+        ("+ the frozen trunk, computed in this update", new, {"frozen_trunk": True, "trunk_cache_mb": 0}, warm),
+        (PRESET_ROW, new, {"frozen_trunk": True}, warm),
     ]
     for agent in (old, new):  # first-call costs (kernel selection, allocations) out of the first row
         ppo_rate(agent, episodes[:16])
@@ -284,13 +284,13 @@ def main() -> None:
                            "trunk_computed"])
     preset = next(row for row in ppo_rows if row["ppo"] == PRESET_ROW)
     untrunked = next(row for row in ppo_rows if row["ppo"].startswith("+ minibatches of 8"))
-    print(f"old preset / the preset, one update: {ppo_rows[0]['seconds'] / preset['seconds']:.1f}x; without the "
+    print(f"old preset / the preset, one update: {ppo_rows[0]['seconds'] / untrunked['seconds']:.1f}x; without the "
           f"frozen trunk / with it: {untrunked['seconds'] / preset['seconds']:.2f}x")
 
     print("\ntraining, rollouts and updates together (llamagym run's loop):", flush=True)
-    training_rows = [training_rate("the preset without the frozen trunk", {"ppo": {"frozen_trunk": False}},
-                                   args.training_episodes, args.seed, args.model),
-                     training_rate("the preset", {}, args.training_episodes, args.seed, args.model)]
+    training_rows = [training_rate("the preset", {}, args.training_episodes, args.seed, args.model),
+                     training_rate("the preset with the frozen trunk", {"ppo": {"frozen_trunk": True}},
+                                   args.training_episodes, args.seed, args.model)]
     if not args.skip_ablations:
         training_rows.insert(0, training_rate("old preset (before issue 16)", OLD_PRESET, args.training_episodes,
                                               args.seed, args.model))

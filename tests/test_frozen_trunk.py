@@ -68,7 +68,7 @@ def test_an_update_through_the_frozen_trunk_is_the_full_update(tiny, monkeypatch
     settings = {"sampler_logprobs": False, "reference_cache": 0}  # every scoring pass runs, through the trunk
     full_policy, split_policy = copy.deepcopy(policy), copy.deepcopy(policy)
     full, full_trainer = _update(full_policy, episodes, frozen_trunk=False, **settings)
-    split, trainer = _update(split_policy, episodes, **settings)
+    split, trainer = _update(split_policy, episodes, frozen_trunk=True, **settings)
     assert "ppo/trunk_layers" not in full and full_trainer.trunk_layers == 0
     assert split["ppo/trunk_layers"] == 1 and split["ppo/trunk_computed_fraction"] == 1.0
     assert split["ppo/shared_prefix_tokens"] == full["ppo/shared_prefix_tokens"] == (11 if shared_prefix else 3)  # 3 < MIN_SHARED_PREFIX: not split off
@@ -80,7 +80,7 @@ def test_an_update_through_the_frozen_trunk_is_the_full_update(tiny, monkeypatch
         moved |= not torch.equal(a, before)
     assert moved
     # the next update reads every sequence's states from the cache, and gives what recomputing them gives
-    recomputed, _ = _update(copy.deepcopy(split_policy), episodes, trunk_cache_mb=0, **settings)
+    recomputed, _ = _update(copy.deepcopy(split_policy), episodes, frozen_trunk=True, trunk_cache_mb=0, **settings)
     again = trainer.step(copy.deepcopy(episodes))
     assert again["ppo/trunk_computed_fraction"] == 0.0 and recomputed["ppo/trunk_computed_fraction"] == 1.0
     for key in ("ppo/kl", "ppo/returns_mean", "ppo/values_mean"):  # scored through kept and recomputed states

@@ -87,9 +87,11 @@ class PPOConfig:
     merge_repeats: bool = option(False, "train on one forward row per distinct prompt, answer and constraint of "
                                  "a minibatch, each repeat keeping its own advantage (the same loss, fewer rows "
                                  "where a batch repeats sequences, as Blackjack's 280 states do; one-process runs only)")
-    frozen_trunk: bool = option(True, "with adapters on the last layers only (lora.layers), run the layers below "
-                                "them once per sequence instead of in every forward pass: the same loss, and a "
-                                "pass of the Blackjack preset runs 8 of SmolLM2's 30 layers")
+    frozen_trunk: bool = option(False, "with adapters on the last layers only (lora.layers), run the layers below "
+                                "them once per sequence instead of in every forward pass: the same loss up to bf16 "
+                                "rounding, and a pass of the Blackjack preset runs 8 of SmolLM2's 30 layers (off "
+                                "until a paired learning comparison clears it: three fresh Blackjack seeds with it "
+                                "did not learn)")
     trunk_cache_mb: int = option(256, "MiB of frozen-trunk hidden states kept across updates, so a sequence seen in "
                                  "an earlier update skips the trunk (0: compute them in every update)", min=0)
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
