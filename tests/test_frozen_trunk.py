@@ -10,22 +10,14 @@ import torch
 
 import test_fast_update
 from llamagym.algo.trunk_cache import TrunkCache
-from llamagym.config import GenerationConfig, LoraConfig
-from llamagym.policy.models import add_lora
+from llamagym.config import GenerationConfig
 from llamagym.policy.trunk import first_adapted_layer, frozen_layers
-from llamagym.policy.value_head import AutoModelForCausalLMWithValueHead
 from test_fast_update import _episodes, _update
 
 
 def _policy(tiny, layers=1):
-    model, _ = tiny
-    policy = AutoModelForCausalLMWithValueHead(add_lora(copy.deepcopy(model), LoraConfig(r=4, alpha=8,
-                                                                                         layers=layers)))
-    torch.manual_seed(0)
-    for name, param in policy.named_parameters():  # adapters and value head away from their zero start
-        if "lora_B" in name or "v_head" in name:
-            torch.nn.init.normal_(param, std=0.05)
-    return policy.eval()
+    """`test_fast_update`'s policy (adapters and value head moved off zero), adapted on the top layer only."""
+    return test_fast_update._policy(tiny, layers=layers)[0]
 
 
 def test_only_the_layers_below_the_adapters_are_frozen(tiny):

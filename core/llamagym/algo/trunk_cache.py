@@ -28,14 +28,17 @@ class TrunkCache:
         return found[1][start - found[0]:]
 
     def put(self, key: bytes, start: int, states: torch.Tensor) -> None:
-        nbytes = states.numel() * states.element_size()
-        if nbytes > self.capacity:
+        if _nbytes(states) > self.capacity:
             return
         old = self.entries.pop(key, None)
         if old is not None:
-            self.size -= old[1].numel() * old[1].element_size()
+            self.size -= _nbytes(old[1])
         self.entries[key] = (start, states)
-        self.size += nbytes
+        self.size += _nbytes(states)
         while self.size > self.capacity:
             _, (_, dropped) = self.entries.popitem(last=False)
-            self.size -= dropped.numel() * dropped.element_size()
+            self.size -= _nbytes(dropped)
+
+
+def _nbytes(states: torch.Tensor) -> int:
+    return states.numel() * states.element_size()
